@@ -1,0 +1,5 @@
+import sys
+
+from lc2d.cli import main
+
+sys.exit(main())
