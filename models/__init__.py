@@ -2,6 +2,7 @@
 
 from models.geometry import LocalGeometry
 from models.kernels import convert_kernel
+from models.labels import ClassLabels, model_labels
 from models.locally_connected import LocallyConnected2D
 
-__all__ = ["LocalGeometry", "LocallyConnected2D", "convert_kernel"]
+__all__ = ["ClassLabels", "LocalGeometry", "LocallyConnected2D", "convert_kernel", "model_labels"]
