@@ -6,3 +6,6 @@ from models.labels import ClassLabels, model_labels
 from models.locally_connected import LocallyConnected2D
 
 __all__ = ["ClassLabels", "LocalGeometry", "LocallyConnected2D", "convert_kernel", "model_labels"]
+from models.builders import deepface, digits_classifier, seed_example  # noqa: E402
+
+__all__ += ["deepface", "digits_classifier", "seed_example"]
