@@ -1,0 +1,302 @@
+"""The input contract of a served model: what one instance must look like.
+
+An :class:`InputContract` is built from the ``lc2d.*`` metadata that ``lc2d export`` writes into
+the ONNX file (see ``docs/model-format.md``), falling back to the graph signature for any other
+ONNX file. ``validate_batch`` and ``validate_instances`` turn client data into the float32 array
+ONNX Runtime needs, or raise a typed :class:`~service.errors.InvalidInputError` (HTTP 422) that
+says what was expected and what was received.
+
+Example:
+    >>> contract = InputContract(input_name="input", instance_shape=(8, 8, 1))
+    >>> contract.validate_batch(np.ones((2, 8, 8, 1), dtype=np.int64)).dtype
+    dtype('float32')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from service.errors import (
+    BatchTooLargeError,
+    DtypeError,
+    EmptyBatchError,
+    ModelLoadError,
+    NonFiniteInputError,
+    ShapeMismatchError,
+    format_shape,
+)
+
+METADATA_PREFIX = "lc2d."
+SUPPORTED_INPUT_DTYPES = ("float32",)
+# ONNX Runtime type strings of graph inputs -> NumPy dtype names.
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
+
+Shape = tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, per-instance shape and dtype of one graph input or output (batch axis excluded).
+
+    Attributes:
+        name: the graph name.
+        instance_shape: dimensions after the batch axis, ``None`` where any size is accepted.
+        dtype: NumPy dtype name, ``"float32"`` for exported models.
+    """
+
+    name: str
+    instance_shape: Shape
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What a model accepts and returns, read from its ONNX file.
+
+    Attributes:
+        input_name: graph input name (``lc2d.input_name``).
+        instance_shape: one instance's shape, no batch axis (``lc2d.input_shape``); ``None`` marks
+            a free dimension (only for ONNX files without metadata).
+        dtype: the input dtype; only ``"float32"`` is served.
+        data_format: ``"channels_last"``, ``"channels_first"`` or ``None`` when unknown.
+        output_names: graph output names in order (``lc2d.output_names``).
+        outputs: shape and dtype of each output, from the graph signature.
+        labels: class names (``lc2d.labels``) or ``None``.
+        model_name: ``lc2d.model_name`` or ``None``.
+        max_batch_size: most instances accepted in one call; ``None`` for no limit.
+        allow_non_finite: accept NaN and infinities (refused by default).
+        metadata: every metadata property of the file, raw strings.
+    """
+
+    input_name: str
+    instance_shape: Shape
+    dtype: str = "float32"
+    data_format: str | None = None
+    output_names: tuple[str, ...] = ("output",)
+    outputs: tuple[TensorSpec, ...] = ()
+    labels: tuple[str, ...] | None = None
+    model_name: str | None = None
+    max_batch_size: int | None = None
+    allow_non_finite: bool = False
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_onnx(cls, metadata: Mapping[str, str], inputs: Sequence[TensorSpec],
+                  outputs: Sequence[TensorSpec]) -> InputContract:
+        """Builds the contract from metadata properties and the graph signature.
+
+        Args:
+            metadata: the model's ``metadata_props`` (string to string).
+            inputs: graph inputs, batch axis removed from their shapes.
+            outputs: graph outputs, batch axis removed from their shapes.
+
+        Returns:
+            The contract; ``lc2d.*`` keys win over the signature when both are present.
+
+        Raises:
+            ModelLoadError: when the graph has not exactly one input, or the metadata is
+                malformed or contradicts the graph.
+        """
+        if len(inputs) != 1:
+            raise ModelLoadError(
+                f"expected a model with exactly one graph input, received {len(inputs)}: "
+                f"{[spec.name for spec in inputs]}")
+        graph_input = inputs[0]
+        name = metadata.get("lc2d.input_name", graph_input.name)
+        if name != graph_input.name:
+            raise ModelLoadError(f"metadata lc2d.input_name is {name!r} but the graph input is "
+                                 f"{graph_input.name!r}")
+        shape = _metadata_shape(metadata, graph_input.instance_shape)
+        output_names = tuple(_metadata_json(metadata, "lc2d.output_names",
+                                            [spec.name for spec in outputs]))
+        labels = _metadata_json(metadata, "lc2d.labels", None)
+        return cls(
+            input_name=name,
+            instance_shape=shape,
+            dtype=metadata.get("lc2d.input_dtype", graph_input.dtype),
+            data_format=metadata.get("lc2d.data_format"),
+            output_names=output_names,
+            outputs=tuple(outputs),
+            labels=tuple(str(label) for label in labels) if labels else None,
+            model_name=metadata.get("lc2d.model_name"),
+            metadata=dict(metadata),
+        )
+
+    @classmethod
+    def from_session(cls, session: Any) -> InputContract:
+        """Builds the contract of an ``onnxruntime.InferenceSession``.
+
+        Args:
+            session: a loaded ONNX Runtime session.
+
+        Returns:
+            The contract read from the session's metadata and signature.
+        """
+        metadata = dict(session.get_modelmeta().custom_metadata_map)
+        inputs = [_spec_from_node_arg(arg) for arg in session.get_inputs()]
+        outputs = [_spec_from_node_arg(arg) for arg in session.get_outputs()]
+        return cls.from_onnx(metadata, inputs, outputs)
+
+    def with_limits(self, *, max_batch_size: int | None = None,
+                    allow_non_finite: bool | None = None) -> InputContract:
+        """Returns a copy with serving limits applied (the file itself has none)."""
+        return replace(
+            self,
+            max_batch_size=self.max_batch_size if max_batch_size is None else max_batch_size,
+            allow_non_finite=self.allow_non_finite if allow_non_finite is None else allow_non_finite)
+
+    # --- validation ---------------------------------------------------------------------------
+
+    @property
+    def batch_shape(self) -> Shape:
+        """The full input shape with ``None`` for the batch axis."""
+        return (None, *self.instance_shape)
+
+    def validate_batch(self, array: Any) -> np.ndarray:
+        """Checks a whole batch (batch axis first) and returns it as contiguous float32.
+
+        Args:
+            array: a NumPy array or nested lists, shaped ``[batch, *instance_shape]``.
+
+        Returns:
+            A C-contiguous float32 array of the same values.
+
+        Raises:
+            DtypeError: strings, objects, booleans or complex values.
+            ShapeMismatchError: a rank or dimension that differs from the contract.
+            EmptyBatchError: a batch of zero instances.
+            BatchTooLargeError: more than ``max_batch_size`` instances.
+            NonFiniteInputError: NaN or infinity, unless ``allow_non_finite``.
+        """
+        batch = _to_float32(array, where="the batch")
+        if batch.ndim != len(self.instance_shape) + 1 or not _matches(batch.shape[1:], self.instance_shape):
+            raise ShapeMismatchError(
+                f"the batch has shape {format_shape(batch.shape)}, expected "
+                f"{format_shape(self.batch_shape)} (batch axis first)",
+                expected=_json_shape(self.batch_shape), received=list(batch.shape))
+        self._check_batch_size(batch.shape[0])
+        self._check_finite(batch)
+        return np.ascontiguousarray(batch)
+
+    def validate_instances(self, instances: Sequence[Any]) -> np.ndarray:
+        """Checks a list of instances (no batch axis each) and stacks them into one batch.
+
+        Args:
+            instances: one entry per instance, each nested lists or an array.
+
+        Returns:
+            A float32 array ``[len(instances), *instance_shape]``.
+
+        Raises:
+            ShapeMismatchError: naming the first instance whose shape is wrong, e.g.
+                "instance 3 has shape [32, 32], expected [32, 32, 3]".
+            DtypeError, EmptyBatchError, BatchTooLargeError, NonFiniteInputError: as
+                :meth:`validate_batch`.
+        """
+        if not isinstance(instances, Sequence) or isinstance(instances, str | bytes):
+            raise ShapeMismatchError(
+                f"expected a list of instances, received {type(instances).__name__}",
+                expected="list", received=type(instances).__name__)
+        self._check_batch_size(len(instances))
+        rows = [self._validate_instance(index, instance) for index, instance in enumerate(instances)]
+        batch = np.stack(rows)
+        self._check_finite(batch)
+        return batch
+
+    def _validate_instance(self, index: int, instance: Any) -> np.ndarray:
+        where = f"instance {index}"
+        row = _to_float32(instance, where=where)
+        if not _matches(row.shape, self.instance_shape):
+            raise ShapeMismatchError(
+                f"{where} has shape {format_shape(row.shape)}, expected "
+                f"{format_shape(self.instance_shape)}",
+                instance=index, expected=_json_shape(self.instance_shape), received=list(row.shape))
+        return row
+
+    def _check_batch_size(self, size: int) -> None:
+        if size == 0:
+            raise EmptyBatchError("expected at least one instance, received 0",
+                                  expected=">= 1", received=0)
+        if self.max_batch_size is not None and size > self.max_batch_size:
+            raise BatchTooLargeError(
+                f"expected at most {self.max_batch_size} instances per request, received {size}",
+                expected=self.max_batch_size, received=size)
+
+    def _check_finite(self, batch: np.ndarray) -> None:
+        if self.allow_non_finite:
+            return
+        finite = np.isfinite(batch)
+        if finite.all():
+            return
+        bad = np.argwhere(~finite)
+        first = bad[0]
+        raise NonFiniteInputError(
+            f"expected finite values, received {len(bad)} NaN/Inf value(s); the first is in "
+            f"instance {int(first[0])} at index {[int(i) for i in first[1:]]}",
+            instance=int(first[0]), count=int(len(bad)))
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _to_float32(data: Any, *, where: str) -> np.ndarray:
+    """Converts numbers (floats or integers) to float32; refuses everything else."""
+    try:
+        array = data if isinstance(data, np.ndarray) else np.asarray(data)
+    except (ValueError, TypeError) as err:  # ragged nested lists
+        raise ShapeMismatchError(f"{where} is not a rectangular array of numbers: {err}",
+                                 expected="a rectangular array of numbers", received="ragged lists"
+                                 ) from err
+    if array.dtype.kind not in "fiu":
+        kind = {"U": "strings", "S": "bytes", "O": "objects or ragged lists", "b": "booleans",
+                "c": "complex numbers"}.get(array.dtype.kind, str(array.dtype))
+        raise DtypeError(f"{where} has {kind} ({array.dtype}), expected numbers convertible to float32",
+                         expected="float32", received=str(array.dtype))
+    return array.astype(np.float32, copy=False)
+
+
+def _matches(shape: Sequence[int], expected: Shape) -> bool:
+    if len(shape) != len(expected):
+        return False
+    return all(e is None or s == e for s, e in zip(shape, expected, strict=True))
+
+
+def _json_shape(shape: Shape) -> list[int | None]:
+    return list(shape)
+
+
+def _metadata_json(metadata: Mapping[str, str], key: str, default: Any) -> Any:
+    if key not in metadata:
+        return default
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"metadata {key} is not valid JSON: {metadata[key]!r}") from err
+
+
+def _metadata_shape(metadata: Mapping[str, str], graph_shape: Shape) -> Shape:
+    shape = _metadata_json(metadata, "lc2d.input_shape", None)
+    if shape is None:
+        return graph_shape
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ModelLoadError(f"metadata lc2d.input_shape must be a list of positive integers, "
+                             f"received {metadata['lc2d.input_shape']!r}")
+    if not _matches(shape, graph_shape):
+        raise ModelLoadError(f"metadata lc2d.input_shape {shape} contradicts the graph input shape "
+                             f"{format_shape(graph_shape)}")
+    return tuple(shape)
+
+
+def _spec_from_node_arg(arg: Any) -> TensorSpec:
+    """Reads an ORT ``NodeArg``; symbolic or unknown dims become ``None``; drops the batch axis."""
+    dims = [d if isinstance(d, int) and d > 0 else None for d in (arg.shape or [])]
+    return TensorSpec(name=arg.name, instance_shape=tuple(dims[1:]),
+                      dtype=_ORT_TYPES.get(arg.type, arg.type))

@@ -1,0 +1,149 @@
+"""ONNX Runtime sessions: provider choice, model loading, and one call to run a batch.
+
+This is the one place that creates ``onnxruntime.InferenceSession`` objects; the HTTP service
+(through its batcher) and batch scoring (``lc2d score``) both use :func:`load_model`.
+
+Example:
+    >>> model = load_model("artifacts/models/digits/1/model.onnx", device="cpu")
+    >>> batch = model.contract.validate_batch(images)      # float32, shape checked
+    >>> probabilities = model.run(batch)["probabilities"]
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from service.contract import SUPPORTED_INPUT_DTYPES, InputContract
+from service.errors import InferenceFailedError, ModelLoadError, ProviderUnavailableError
+
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+logger = logging.getLogger("lc2d.service")
+
+
+def select_providers(device: str, available: list[str] | None = None) -> list[str]:
+    """Chooses ONNX Runtime execution providers for a device setting.
+
+    Args:
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+        available: providers this ONNX Runtime build offers; defaults to
+            ``onnxruntime.get_available_providers()``.
+
+    Returns:
+        Providers in priority order, always ending with the CPU provider.
+
+    Raises:
+        ValueError: for an unknown device name.
+        ProviderUnavailableError: ``"cuda"`` when this build has no CUDA provider.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"expected device to be one of {list(DEVICES)}, received {device!r}")
+    if available is None:
+        import onnxruntime
+
+        available = list(onnxruntime.get_available_providers())
+    has_cuda = CUDA in available
+    if device == "cuda" and not has_cuda:
+        raise ProviderUnavailableError(
+            f"--device cuda needs {CUDA}, but this onnxruntime offers only {available}; "
+            "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use --device auto/cpu")
+    if device == "cpu" or not has_cuda:
+        return [CPU]
+    return [CUDA, CPU]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: its session, contract and the providers actually in use.
+
+    Attributes:
+        name: the name it is served under.
+        version: its version string (``"1"`` for a single file).
+        path: the ``.onnx`` file.
+        contract: what one instance must look like.
+        providers: execution providers the session really uses, in priority order.
+        session: the ``onnxruntime.InferenceSession``.
+    """
+
+    name: str
+    version: str
+    path: Path
+    contract: InputContract
+    providers: list[str]
+    session: Any
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Runs one already validated float32 batch.
+
+        Args:
+            batch: ``[batch, *contract.instance_shape]`` float32 array.
+
+        Returns:
+            Output name -> array whose first axis is the batch, in graph output order.
+
+        Raises:
+            InferenceFailedError: when ONNX Runtime raises.
+        """
+        names = list(self.contract.output_names)
+        try:
+            values = self.session.run(names, {self.contract.input_name: batch})
+        except Exception as err:  # ORT raises its own exception types; wrap them all
+            raise InferenceFailedError(f"model {self.name!r} failed to run a batch of "
+                                       f"{len(batch)}: {err}") from err
+        return dict(zip(names, values, strict=True))
+
+
+def load_model(path: str | Path, device: str = "auto", threads: int | None = None,
+               *, name: str | None = None, version: str = "1") -> LoadedModel:
+    """Loads an ``.onnx`` file into an ONNX Runtime session.
+
+    Args:
+        path: the model file.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :func:`select_providers`).
+        threads: intra-op threads; ``None`` lets ONNX Runtime decide.
+        name: the served name; defaults to the file's stem (the parent's parent directory in a
+            repository is passed explicitly by the caller).
+        version: the served version string.
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        ModelLoadError: file missing, unreadable, not ONNX, or with an input the service cannot
+            serve (not exactly one float32 input).
+        ProviderUnavailableError: ``device="cuda"`` without a usable CUDA provider.
+    """
+    import onnxruntime
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file {str(path)!r} does not exist", path=str(path))
+    providers = select_providers(device)
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as err:  # ORT reports corrupt files with several exception types
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"model file {str(path)!r} is not a loadable ONNX model: {reason}",
+                             path=str(path)) from err
+    used = list(session.get_providers())
+    if device == "cuda" and CUDA not in used:
+        raise ProviderUnavailableError(
+            f"--device cuda: onnxruntime could not start {CUDA} (no usable GPU?); providers in use: {used}")
+    contract = InputContract.from_session(session)
+    if contract.dtype not in SUPPORTED_INPUT_DTYPES:
+        raise ModelLoadError(f"model {str(path)!r} takes {contract.dtype} input, expected one of "
+                             f"{list(SUPPORTED_INPUT_DTYPES)}", path=str(path))
+    return LoadedModel(name=name or path.stem, version=version, path=path, contract=contract,
+                       providers=used, session=session)
