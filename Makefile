@@ -46,7 +46,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/lc2d bench
 
-container-check: $(DEFAULT_MODEL)
+container-check:
 	bash scripts/container-check.sh
 
 clean:
