@@ -1,0 +1,133 @@
+"""TensorFlow Serving's REST predict API: ``POST /predict`` and ``/v1/models/{name}:predict``.
+
+``{"instances": [instance, ...]}`` (row format) answers ``{"predictions": [row, ...]}``;
+``{"inputs": batch}`` (columnar format) answers ``{"outputs": batch}``. With several outputs a
+row is ``{output_name: value}``, as TensorFlow Serving does. When the model has labels the
+answer also has ``"labels"``: the top label of each instance (from its first output). An
+``application/x-npy`` body holds the batch (batch axis first); ``Accept: application/x-npy``
+answers the first output as ``.npy``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from service.api.bodies import (
+    JSON,
+    NPY,
+    json_response,
+    npy_response,
+    parse_json,
+    parse_npy,
+    preferred_response,
+    read_body,
+    require_media_type,
+)
+from service.api.deps import DataPlaneDep
+from service.contract import InputContract
+from service.dataplane import DataPlane
+from service.errors import MalformedRequestError
+
+
+def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
+    """The TensorFlow Serving routes, with request examples in the OpenAPI schema."""
+    router = APIRouter(tags=["predict (TensorFlow Serving format)"])
+    extra = openapi_extra or {}
+
+    @router.post("/predict", openapi_extra=extra)
+    async def predict_default(request: Request, plane: DataPlaneDep) -> Response:
+        """Predict with the default model (JSON instances or an .npy batch)."""
+        return await _predict(request, plane, plane.default_model, None)
+
+    @router.post("/v1/models/{name}:predict", openapi_extra=extra)
+    async def predict_model(name: str, request: Request, plane: DataPlaneDep) -> Response:
+        """Predict with a named model, its highest ready version."""
+        return await _predict(request, plane, name, None)
+
+    @router.post("/v1/models/{name}/versions/{version}:predict", openapi_extra=extra)
+    async def predict_model_version(name: str, version: str, request: Request,
+                                    plane: DataPlaneDep) -> Response:
+        """Predict with one version of a named model."""
+        return await _predict(request, plane, name, version)
+
+    return router
+
+
+async def _predict(request: Request, plane: DataPlane, name: str | None, version: str | None) -> Response:
+    item = plane.find_ready(name, version)
+    assert item.model is not None
+    contract = item.model.contract
+    kind = require_media_type(request, (JSON, NPY))
+    answer_as = preferred_response(request)
+    body = await read_body(request, plane.settings.max_body_bytes)
+    if kind == NPY:
+        batch, columnar = contract.validate_batch(parse_npy(body)), True
+    else:
+        batch, columnar = parse_predict_json(parse_json(body), contract)
+    outputs = await plane.infer(item, batch)
+    headers = {"X-Model-Name": item.name, "X-Model-Version": item.version}
+    if answer_as == NPY:
+        first = contract.output_names[0]
+        return npy_response(outputs[first], headers={**headers, "X-Output-Name": first})
+    return json_response(predict_answer(outputs, contract, columnar and kind == JSON), headers=headers)
+
+
+def parse_predict_json(payload: Any, contract: InputContract) -> tuple[np.ndarray, bool]:
+    """Validates a TensorFlow Serving JSON body.
+
+    Returns:
+        The float32 batch and whether the columnar (``"inputs"``) format was used.
+
+    Raises:
+        MalformedRequestError: neither ``instances`` nor ``inputs`` (400).
+        InvalidInputError: values that break the contract (422).
+    """
+    if not isinstance(payload, dict) or ("instances" in payload) == ("inputs" in payload):
+        received = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise MalformedRequestError(
+            'expected a JSON object with exactly one of "instances" (a list of instances) or "inputs" '
+            f"(a batch), received {received}", expected=["instances", "inputs"], received=received)
+    if "instances" in payload:
+        instances = payload["instances"]
+        if isinstance(instances, list) and instances and isinstance(instances[0], dict):
+            instances = [_named_input(instance, contract) for instance in instances]
+        return contract.validate_instances(instances), False
+    inputs = payload["inputs"]
+    if isinstance(inputs, dict):
+        inputs = _named_input(inputs, contract)
+    return contract.validate_batch(inputs), True
+
+
+def predict_answer(outputs: dict[str, np.ndarray], contract: InputContract, columnar: bool) -> dict[str, Any]:
+    """The TensorFlow Serving answer for one request's outputs (plus top labels when known)."""
+    names = list(contract.output_names)
+    if columnar:
+        answer: dict[str, Any] = {"outputs": outputs[names[0]].tolist() if len(names) == 1
+                                  else {name: outputs[name].tolist() for name in names}}
+    elif len(names) == 1:
+        answer = {"predictions": outputs[names[0]].tolist()}
+    else:
+        per_output = {name: outputs[name].tolist() for name in names}
+        rows = len(outputs[names[0]])
+        answer = {"predictions": [{name: per_output[name][i] for name in names} for i in range(rows)]}
+    if contract.labels:
+        answer["labels"] = top_labels(outputs[names[0]], contract.labels)
+    return answer
+
+
+def top_labels(scores: np.ndarray, labels: tuple[str, ...]) -> list[str]:
+    """The label of the highest score of each row (scores must have one column per label)."""
+    if scores.ndim != 2 or scores.shape[1] != len(labels):
+        return []
+    return [labels[i] for i in np.argmax(scores, axis=1)]
+
+
+def _named_input(instance: dict[str, Any], contract: InputContract) -> Any:
+    if set(instance) != {contract.input_name}:
+        raise MalformedRequestError(
+            f"expected inputs named {[contract.input_name]}, received {sorted(instance)}",
+            expected=[contract.input_name], received=sorted(instance))
+    return instance[contract.input_name]

@@ -1,0 +1,208 @@
+"""The Open Inference Protocol (KServe v2) over HTTP, with the binary tensor data extension.
+
+Health, server and model metadata, readiness, and ``infer`` with JSON tensors or binary
+tensors (``Inference-Header-Content-Length`` gives the JSON header's length; the rest of the
+body is the concatenated raw tensors, ``parameters.binary_data_size`` bytes each). The official
+``tritonclient.http`` client works against these routes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from service.api.bodies import JSON, OCTET, json_response, parse_json, read_body, require_media_type
+from service.api.deps import DataPlaneDep
+from service.contract import InputContract
+from service.dataplane import DataPlane, ServedModel
+from service.errors import DtypeError, MalformedRequestError, ShapeMismatchError
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+# Open Inference Protocol datatypes -> NumPy dtypes accepted for the (float32) input.
+NUMERIC_DATATYPES: dict[str, np.dtype[Any]] = {
+    name: np.dtype(kind) for name, kind in {
+        "FP32": "<f4", "FP64": "<f8", "FP16": "<f2", "INT8": "i1", "INT16": "<i2", "INT32": "<i4",
+        "INT64": "<i8", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8"}.items()}
+
+
+def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
+    """The Open Inference Protocol routes."""
+    router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (v2)"])
+
+    @router.get("")
+    async def server_metadata(plane: DataPlaneDep) -> Response:
+        """Server name, version and protocol extensions."""
+        return json_response(plane.server_metadata())
+
+    @router.get("/health/live")
+    async def live() -> Response:
+        """200 while the process runs."""
+        return json_response({"live": True})
+
+    @router.get("/health/ready")
+    async def ready(plane: DataPlaneDep) -> Response:
+        """200 when at least one model can serve and the server is not shutting down, else 503."""
+        return json_response({"ready": plane.ready}, status_code=200 if plane.ready else 503)
+
+    @router.get("/models/{name}")
+    @router.get("/models/{name}/versions/{version}")
+    async def model_metadata(name: str, plane: DataPlaneDep, version: str | None = None) -> Response:
+        """Inputs, outputs, versions, execution providers and lc2d metadata of a model."""
+        return json_response(plane.model_metadata(name, version))
+
+    @router.get("/models/{name}/ready")
+    @router.get("/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, plane: DataPlaneDep, version: str | None = None) -> Response:
+        """200 when the model (version) can serve, 503 when it cannot, 404 when unknown."""
+        item = plane.find(name, version)
+        return json_response({"name": item.name, "version": item.version, "ready": item.ready},
+                             status_code=200 if item.ready else 503)
+
+    @router.post("/models/{name}/infer", openapi_extra=openapi_extra)
+    @router.post("/models/{name}/versions/{version}/infer", openapi_extra=openapi_extra)
+    async def infer(name: str, request: Request, plane: DataPlaneDep, version: str | None = None) -> Response:
+        """Run inference on JSON tensors or binary tensors."""
+        return await _infer(request, plane, name, version)
+
+    return router
+
+
+async def _infer(request: Request, plane: DataPlane, name: str, version: str | None) -> Response:
+    item = plane.find_ready(name, version)
+    assert item.model is not None
+    require_media_type(request, (JSON, OCTET))
+    body = await read_body(request, plane.settings.max_body_bytes)
+    header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
+    payload = parse_json(header)
+    parsed = parse_infer_request(payload, binary, item.model.contract)
+    outputs = await plane.infer(item, parsed.batch)
+    return infer_response(item, outputs, parsed)
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A parsed ``infer`` request: the batch and how the outputs are wanted."""
+
+    batch: np.ndarray
+    request_id: str | None
+    outputs: list[str]
+    binary_outputs: set[str]
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """Splits a binary-extension body into its JSON header and its raw tensor bytes."""
+    if header_length is None:
+        return body, b""
+    if not header_length.strip().isdigit() or int(header_length) > len(body):
+        raise MalformedRequestError(
+            f"{HEADER_LENGTH} must be an integer between 0 and the body size {len(body)}, "
+            f"received {header_length!r}", expected=f"0..{len(body)}", received=header_length)
+    length = int(header_length)
+    return body[:length], body[length:]
+
+
+def parse_infer_request(payload: Any, binary: bytes, contract: InputContract) -> InferRequest:
+    """Validates an ``infer`` JSON header (and its binary tensors) against the model's contract."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
+        raise MalformedRequestError('expected a JSON object with an "inputs" list', expected="inputs")
+    tensors = payload["inputs"]
+    names = [t.get("name") if isinstance(t, dict) else None for t in tensors]
+    if names != [contract.input_name]:
+        raise MalformedRequestError(f"expected exactly one input named {contract.input_name!r}, "
+                                    f"received {names}", expected=[contract.input_name], received=names)
+    array = _tensor_array(tensors[0], binary)
+    batch = contract.validate_batch(array)
+    parameters = payload.get("parameters") or {}
+    return InferRequest(batch, _request_id(payload), *_requested_outputs(payload, contract, parameters))
+
+
+def infer_response(item: ServedModel, outputs: dict[str, np.ndarray], parsed: InferRequest) -> Response:
+    """JSON tensors, or a JSON header followed by raw bytes for outputs asked as binary."""
+    entries: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name in parsed.outputs:
+        value = np.ascontiguousarray(outputs[name], dtype=np.float32)
+        entry: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(value.shape)}
+        if name in parsed.binary_outputs:
+            raw = value.astype("<f4", copy=False).tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = value.ravel().tolist()
+        entries.append(entry)
+    answer: dict[str, Any] = {"model_name": item.name, "model_version": item.version, "outputs": entries}
+    if parsed.request_id is not None:
+        answer["id"] = parsed.request_id
+    if not chunks:
+        return json_response(answer)
+    header = json_response(answer).body
+    return Response(bytes(header) + b"".join(chunks), media_type=OCTET,
+                    headers={HEADER_LENGTH: str(len(header))})
+
+
+def _tensor_array(tensor: dict[str, Any], binary: bytes) -> np.ndarray:
+    shape, datatype = tensor.get("shape"), tensor.get("datatype")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise MalformedRequestError(f"expected input shape as a list of non-negative integers, received "
+                                    f"{shape!r}", expected="list of integers", received=repr(shape))
+    if datatype not in NUMERIC_DATATYPES:
+        raise DtypeError(f"input datatype {datatype!r} cannot become FP32, expected one of "
+                         f"{sorted(NUMERIC_DATATYPES)}", expected="FP32", received=repr(datatype))
+    dtype = NUMERIC_DATATYPES[datatype]
+    count = int(np.prod(shape))
+    parameters = tensor.get("parameters") or {}
+    if "binary_data_size" in parameters:
+        size = parameters["binary_data_size"]
+        if not isinstance(size, int) or size != count * dtype.itemsize or size > len(binary):
+            raise MalformedRequestError(
+                f"binary input has binary_data_size {size!r} with {len(binary)} bytes after the header, "
+                f"expected {count * dtype.itemsize} bytes for shape {shape} of {datatype}",
+                expected=count * dtype.itemsize, received=size)
+        return np.frombuffer(binary[:size], dtype=dtype).reshape(shape)
+    if "data" not in tensor:
+        raise MalformedRequestError('expected the input to have "data" or parameters.binary_data_size',
+                                    expected="data")
+    data = np.asarray(tensor["data"]) if _is_numeric_list(tensor["data"]) else None
+    if data is None:
+        raise DtypeError(f"input data of datatype {datatype} must be numbers", expected=datatype,
+                         received="non-numeric data")
+    if data.size != count:
+        raise ShapeMismatchError(f"input data has {data.size} values, expected {count} for shape {shape}",
+                                 expected=count, received=int(data.size))
+    return data.reshape(shape)
+
+
+def _is_numeric_list(data: Any) -> bool:
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError):
+        return False
+    return array.dtype.kind in "fiu"
+
+
+def _requested_outputs(payload: dict[str, Any], contract: InputContract,
+                       parameters: dict[str, Any]) -> tuple[list[str], set[str]]:
+    binary_default = bool(parameters.get("binary_data_output", False))
+    requested = payload.get("outputs")
+    if not requested:
+        names = list(contract.output_names)
+        return names, set(names) if binary_default else set()
+    if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
+        raise MalformedRequestError('expected "outputs" to be a list of objects', expected="list")
+    names = [o.get("name") for o in requested]
+    unknown = [n for n in names if n not in contract.output_names]
+    if unknown:
+        raise MalformedRequestError(f"unknown outputs {unknown}, expected names among "
+                                    f"{list(contract.output_names)}",
+                                    expected=list(contract.output_names), received=unknown)
+    binary = {o["name"] for o in requested
+              if (o.get("parameters") or {}).get("binary_data", binary_default)}
+    return [str(n) for n in names], binary
+
+
+def _request_id(payload: dict[str, Any]) -> str | None:
+    value = payload.get("id")
+    return None if value is None else str(value)

@@ -1,0 +1,7 @@
+"""Dynamic batching: ``queue`` owns waiting requests, futures and deadlines; ``merge`` joins
+request arrays into one batch and splits the outputs back."""
+
+from service.batching.merge import merge_requests, split_outputs
+from service.batching.queue import BatchObserver, DynamicBatcher
+
+__all__ = ["BatchObserver", "DynamicBatcher", "merge_requests", "split_outputs"]

@@ -1,0 +1,235 @@
+"""The batching queue: requests wait here, are merged into one run, and get their rows back.
+
+One :class:`DynamicBatcher` serves one model. ``submit`` puts a validated request batch in a
+bounded queue and awaits its future. A worker task takes the oldest request, waits up to
+``max_delay_s`` for more (or until ``max_batch_size`` instances are queued), merges them, runs the
+model in a thread of its own (so the event loop keeps serving health checks and new requests),
+and resolves every future with its exact rows. When a run fails, every request of that batch
+gets the exception. A request whose deadline passes, or whose client goes away, is cancelled and
+skipped if it has not run yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from service.batching.merge import merge_requests, split_outputs
+from service.errors import (
+    DeadlineExceededError,
+    InferenceFailedError,
+    ModelNotReadyError,
+    QueueFullError,
+    ServiceError,
+)
+
+Outputs = dict[str, np.ndarray]
+RunBatch = Callable[[np.ndarray], Outputs]
+
+
+class BatchObserver(Protocol):
+    """Receives batching events (the metrics module implements it)."""
+
+    def batch_ran(self, size: int, requests: int, seconds: float) -> None:
+        """Called after each model run with its instance and request counts."""
+
+    def queue_changed(self, depth: int) -> None:
+        """Called whenever the number of waiting requests changes."""
+
+
+@dataclass
+class _Waiting:
+    batch: np.ndarray
+    future: asyncio.Future[Outputs]
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def size(self) -> int:
+        return len(self.batch)
+
+
+class DynamicBatcher:
+    """Merges concurrent requests for one model into batched runs.
+
+    Args:
+        run: the function that runs one merged batch (``LoadedModel.run``); called in a
+            dedicated worker thread, never on the event loop.
+        max_batch_size: most instances in one run; a larger single request runs alone.
+        max_delay_s: longest time the oldest request waits for others to join; ``0`` runs
+            whatever is queued as soon as the worker is free.
+        max_queue: most requests waiting; one more gets :class:`QueueFullError` (503).
+        observer: optional receiver of batch and queue events.
+        name: used in error messages.
+    """
+
+    def __init__(self, run: RunBatch, *, max_batch_size: int = 64, max_delay_s: float = 0.0,
+                 max_queue: int = 1024, observer: BatchObserver | None = None, name: str = "model") -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"expected max_batch_size >= 1, received {max_batch_size}")
+        if max_delay_s < 0:
+            raise ValueError(f"expected max_delay_s >= 0, received {max_delay_s}")
+        if max_queue < 1:
+            raise ValueError(f"expected max_queue >= 1, received {max_queue}")
+        self._run = run
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self._observer = observer
+        self.name = name
+        self._waiting: collections.deque[_Waiting] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closing = False
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts the worker task on the running event loop (idempotent)."""
+        if self._worker is not None:
+            return
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lc2d-{self.name}")
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+
+    async def close(self) -> None:
+        """Stops accepting requests, runs everything already queued, then stops the worker."""
+        self._closing = True
+        if self._worker is None:
+            return
+        assert self._wakeup is not None
+        self._wakeup.set()
+        await self._worker
+        self._worker = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting (not yet running)."""
+        return len(self._waiting)
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    # --- requests ------------------------------------------------------------------------------
+
+    async def submit(self, batch: np.ndarray, timeout_s: float | None = None) -> Outputs:
+        """Queues one validated request batch and waits for its outputs.
+
+        Args:
+            batch: ``[n, *instance_shape]`` float32, already validated.
+            timeout_s: deadline from now; ``None`` waits as long as it takes.
+
+        Returns:
+            Output name -> exactly this request's ``n`` rows, in order.
+
+        Raises:
+            ModelNotReadyError: the batcher is closing or not started.
+            QueueFullError: ``max_queue`` requests are already waiting.
+            DeadlineExceededError: no answer within ``timeout_s``.
+            InferenceFailedError: the batch this request ran in failed.
+        """
+        if self._closing or self._worker is None or self._wakeup is None:
+            raise ModelNotReadyError(f"model {self.name!r} is not accepting requests (shutting down)")
+        if len(self._waiting) >= self.max_queue:
+            raise QueueFullError(f"model {self.name!r} has {len(self._waiting)} requests waiting "
+                                 f"(the limit is {self.max_queue}); retry later",
+                                 retry_after_s=1, queue_limit=self.max_queue)
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(batch, future))
+        self._queue_changed()
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError as err:
+            raise DeadlineExceededError(
+                f"model {self.name!r} did not answer within the {timeout_s:g} s deadline",
+                deadline_s=timeout_s) from err
+
+    # --- worker --------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            self._drop_finished_heads()
+            if not self._waiting:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._wait_for_more()
+            taken = self._take_batch()
+            if taken:
+                await self._run_batch(taken)
+
+    async def _wait_for_more(self) -> None:
+        """Waits until max_batch_size instances queue up, max_delay_s passes, or we close."""
+        assert self._wakeup is not None
+        deadline = self._waiting[0].enqueued_at + self.max_delay_s
+        while not self._closing and self._queued_instances() < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take_batch(self) -> list[_Waiting]:
+        """Pops the oldest live requests while they fit in max_batch_size (the first always fits)."""
+        taken: list[_Waiting] = []
+        total = 0
+        while self._waiting:
+            head = self._waiting[0]
+            if head.future.done():  # cancelled by its deadline or its client
+                self._waiting.popleft()
+                continue
+            if taken and total + head.size > self.max_batch_size:
+                break
+            taken.append(self._waiting.popleft())
+            total += head.size
+        self._queue_changed()
+        return taken
+
+    async def _run_batch(self, taken: list[_Waiting]) -> None:
+        merged, sizes = merge_requests([item.batch for item in taken])
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._run, merged)
+            pieces = split_outputs(outputs, sizes)
+        except Exception as err:  # every waiting caller gets the failure; nobody hangs
+            failure = err if isinstance(err, ServiceError) else InferenceFailedError(
+                f"model {self.name!r} failed on a batch of {len(merged)}: {err}")
+            for item in taken:
+                if not item.future.done():
+                    item.future.set_exception(failure)
+            return
+        if self._observer is not None:
+            self._observer.batch_ran(len(merged), len(taken), time.monotonic() - started)
+        for item, piece in zip(taken, pieces, strict=True):
+            if not item.future.done():
+                item.future.set_result(piece)
+
+    def _drop_finished_heads(self) -> None:
+        while self._waiting and self._waiting[0].future.done():
+            self._waiting.popleft()
+
+    def _queued_instances(self) -> int:
+        return sum(item.size for item in self._waiting if not item.future.done())
+
+    def _queue_changed(self) -> None:
+        if self._observer is not None:
+            self._observer.queue_changed(len(self._waiting))

@@ -1,0 +1,74 @@
+"""Prometheus metrics, one :class:`~prometheus_client.CollectorRegistry` per app (no globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class _ModelBatchObserver:
+    """Feeds one model version's batch and queue events into the shared metrics."""
+
+    def __init__(self, metrics: ServiceMetrics, model: str, version: str) -> None:
+        self._batch_size = metrics.batch_size.labels(model=model, version=version)
+        self._batch_seconds = metrics.batch_seconds.labels(model=model, version=version)
+        self._queue = metrics.queue_depth.labels(model=model, version=version)
+
+    def batch_ran(self, size: int, requests: int, seconds: float) -> None:
+        self._batch_size.observe(size)
+        self._batch_seconds.observe(seconds)
+
+    def queue_changed(self, depth: int) -> None:
+        self._queue.set(depth)
+
+
+class ServiceMetrics:
+    """Every metric the service exports.
+
+    Args:
+        registry: where the metrics live; a fresh one per app by default.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.requests = Counter("lc2d_http_requests_total", "HTTP requests by route, method and status.",
+                                ["route", "method", "status"], registry=self.registry)
+        self.errors = Counter("lc2d_http_errors_total", "Answers with status >= 400, by route.",
+                              ["route", "status"], registry=self.registry)
+        self.latency = Histogram("lc2d_http_request_duration_seconds", "Time to answer a request, by route.",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("lc2d_batch_size", "Instances per model run (after merging).",
+                                    ["model", "version"], buckets=BATCH_BUCKETS, registry=self.registry)
+        self.batch_seconds = Histogram("lc2d_batch_duration_seconds", "Time of one model run.",
+                                       ["model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.queue_depth = Gauge("lc2d_queue_depth", "Requests waiting to be batched.",
+                                 ["model", "version"], registry=self.registry)
+        self.inferences = Counter("lc2d_inferences_total", "Instances inferred, by model.",
+                                  ["model", "version"], registry=self.registry)
+        self.ready = Gauge("lc2d_model_ready", "1 when the model version can serve.",
+                           ["model", "version"], registry=self.registry)
+
+    def batch_observer(self, model: str, version: str) -> _ModelBatchObserver:
+        """The batcher observer of one model version."""
+        return _ModelBatchObserver(self, model, version)
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Records one answered HTTP request."""
+        self.requests.labels(route=route, method=method, status=str(status)).inc()
+        if status >= 400:
+            self.errors.labels(route=route, status=str(status)).inc()
+        self.latency.labels(route=route).observe(seconds)
+
+    def inferred(self, model: str, version: str, instances: int) -> None:
+        self.inferences.labels(model=model, version=version).inc(instances)
+
+    def model_ready(self, model: str, version: str, ready: bool) -> None:
+        self.ready.labels(model=model, version=version).set(1 if ready else 0)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
