@@ -1,0 +1,56 @@
+"""Errors an export can meet. Each says what was expected and what was received.
+
+They subclass ``ValueError`` (the API contract for bad input) and carry the exit code the CLI
+uses: 2 for a model or an option the exporter cannot take, 1 for a parity failure (the export
+ran, but ONNX Runtime and Keras disagree, which is a defect to report, not a user error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ExportError(ValueError):
+    """Base class: an export that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class UnsupportedLayersError(ExportError):
+    """One or more layers have no lowering; lists all of them at once."""
+
+    def __init__(self, problems: Sequence[tuple[str, str, str]]) -> None:
+        self.problems = list(problems)
+        lines = [f"  - {name} ({kind}): {why}" for name, kind, why in self.problems]
+        super().__init__(
+            f"Cannot export {len(self.problems)} layer(s). Expected layers with an ONNX lowering "
+            "(LocallyConnected2D, Conv2D, MaxPooling2D, AveragePooling2D, Dense, Flatten, Reshape, "
+            "Dropout, Activation, ReLU, BatchNormalization, ...). Received:\n" + "\n".join(lines))
+
+
+class DenseKernelTooLargeError(ExportError):
+    """A ``dense`` lowering whose kernel would exceed the memory budget."""
+
+    def __init__(self, layer: str, kernel_bytes: int, budget_bytes: int) -> None:
+        self.layer, self.kernel_bytes, self.budget_bytes = layer, kernel_bytes, budget_bytes
+        super().__init__(
+            f"Layer '{layer}': the dense lowering needs a {_gib(kernel_bytes)} kernel. Expected at "
+            f"most the dense budget of {_gib(budget_bytes)}. Use lowering 'local' or 'sparse' "
+            "(memory proportional to the connected weights), or raise the budget.")
+
+
+class ParityError(ExportError):
+    """ONNX Runtime and Keras disagree on the exported model."""
+
+    exit_code = 1
+
+    def __init__(self, error: float, tolerance: float, batch: int, output: str) -> None:
+        self.error, self.tolerance = error, tolerance
+        super().__init__(
+            f"Parity check failed on output '{output}' at batch size {batch}: ONNX Runtime and Keras "
+            f"differ by {error:.3g} (max abs difference / max abs Keras value). Expected at most "
+            f"{tolerance:g}. The exported file was kept for inspection; report this as a bug.")
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB" if size >= 2**28 else f"{size / 2**20:.1f} MiB"

@@ -1,0 +1,22 @@
+"""ONNX Runtime sessions for the export's own checks (parity and ``auto`` timings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from export.errors import ExportError
+
+DEFAULT_PROVIDER = "CPUExecutionProvider"
+
+
+def make_session(model: str | bytes, provider: str = DEFAULT_PROVIDER) -> Any:
+    """An ORT session on ``provider`` for a file path or serialized model."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if provider not in available:
+        raise ExportError(f"Execution provider '{provider}' is not available. Expected one of "
+                          f"{available}. Received: provider={provider!r}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, sess_options=options, providers=[provider])
