@@ -1,0 +1,199 @@
+"""DynamicBatcher and merge/split: exact rows back, deadlines, failures and cancellation."""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from service.batching import DynamicBatcher, merge_requests, split_outputs
+from service.errors import DeadlineExceededError, InferenceFailedError, ModelNotReadyError, QueueFullError
+
+
+def doubled(batch: np.ndarray) -> dict[str, np.ndarray]:
+    """A model with two outputs whose rows depend only on their own instance."""
+    return {"twice": batch * 2.0, "sum": batch.reshape(len(batch), -1).sum(axis=1)}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.depths: list[int] = []
+
+    def batch_ran(self, size: int, requests: int, seconds: float) -> None:
+        self.sizes.append(size)
+
+    def queue_changed(self, depth: int) -> None:
+        self.depths.append(depth)
+
+
+def test_merge_and_split_return_each_request_its_rows(rng: np.random.Generator) -> None:
+    requests = [rng.random((n, 3, 2)).astype(np.float32) for n in (1, 4, 2)]
+    merged, sizes = merge_requests(requests)
+    assert merged.shape == (7, 3, 2) and sizes == [1, 4, 2]
+    pieces = split_outputs(doubled(merged), sizes)
+    for request, piece in zip(requests, pieces, strict=True):
+        np.testing.assert_array_equal(piece["twice"], request * 2.0)
+        np.testing.assert_allclose(piece["sum"], request.reshape(len(request), -1).sum(axis=1), rtol=1e-6)
+
+
+def test_split_outputs_refuses_a_wrong_row_count() -> None:
+    with pytest.raises(ValueError, match="expected 3 rows"):
+        split_outputs({"y": np.ones((2, 1))}, [1, 2])
+
+
+def test_batcher_merges_concurrent_requests_and_splits_exactly(rng: np.random.Generator) -> None:
+    recorder = Recorder()
+    requests = [rng.random((int(n), 2, 2)).astype(np.float32) for n in rng.integers(1, 4, 20)]
+
+    async def scenario() -> list[dict[str, np.ndarray]]:
+        batcher = DynamicBatcher(doubled, max_batch_size=16, max_delay_s=0.05, observer=recorder)
+        batcher.start()
+        answers = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        await batcher.close()
+        return answers
+
+    answers = asyncio.run(scenario())
+    for request, answer in zip(requests, answers, strict=True):
+        np.testing.assert_array_equal(answer["twice"], request * 2.0)
+    assert sum(recorder.sizes) == sum(len(r) for r in requests)
+    assert max(recorder.sizes) <= 16
+    assert len(recorder.sizes) < len(requests)  # requests really were merged
+
+
+def test_batcher_runs_off_the_event_loop() -> None:
+    started = threading.Event()
+
+    def slow(batch: np.ndarray) -> dict[str, np.ndarray]:
+        started.set()
+        time.sleep(0.3)
+        return {"y": batch}
+
+    async def scenario() -> float:
+        batcher = DynamicBatcher(slow, max_batch_size=4)
+        batcher.start()
+        pending = asyncio.ensure_future(batcher.submit(np.ones((1, 2), np.float32)))
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        tick = time.monotonic()
+        await asyncio.sleep(0.01)  # the loop still turns while the batch computes
+        latency = time.monotonic() - tick
+        await pending
+        await batcher.close()
+        return latency
+
+    assert asyncio.run(scenario()) < 0.15
+
+
+def test_batcher_gives_every_request_of_a_failed_batch_the_error() -> None:
+    def broken(batch: np.ndarray) -> dict[str, np.ndarray]:
+        raise RuntimeError("kernel exploded")
+
+    async def scenario() -> list[object]:
+        batcher = DynamicBatcher(broken, max_batch_size=8, max_delay_s=0.05)
+        batcher.start()
+        results = await asyncio.wait_for(asyncio.gather(
+            *(batcher.submit(np.ones((1, 2), np.float32)) for _ in range(5)), return_exceptions=True), 5)
+        await batcher.close()
+        return list(results)
+
+    results = asyncio.run(scenario())
+    assert len(results) == 5
+    assert all(isinstance(r, InferenceFailedError) and "kernel exploded" in str(r) for r in results)
+
+
+def test_batcher_deadline_gives_deadline_exceeded_and_skips_the_request() -> None:
+    calls: list[int] = []
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        calls.append(len(batch))
+        return {"y": batch}
+
+    async def scenario() -> None:
+        batcher = DynamicBatcher(run, max_batch_size=8, max_delay_s=0.5)
+        batcher.start()
+        with pytest.raises(DeadlineExceededError, match="0.05 s deadline"):
+            await batcher.submit(np.ones((1, 2), np.float32), timeout_s=0.05)
+        await batcher.close()
+
+    asyncio.run(scenario())
+    assert calls == []  # the expired request never ran
+
+
+def test_batcher_skips_a_cancelled_request_and_serves_the_others() -> None:
+    calls: list[int] = []
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        calls.append(len(batch))
+        return {"y": batch + 1}
+
+    async def scenario() -> dict[str, np.ndarray]:
+        batcher = DynamicBatcher(run, max_batch_size=8, max_delay_s=0.1)
+        batcher.start()
+        cancelled = asyncio.ensure_future(batcher.submit(np.zeros((3, 2), np.float32)))
+        kept = asyncio.ensure_future(batcher.submit(np.ones((1, 2), np.float32)))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        answer = await kept
+        await batcher.close()
+        return answer
+
+    answer = asyncio.run(scenario())
+    np.testing.assert_array_equal(answer["y"], np.full((1, 2), 2.0))
+    assert calls == [1]
+
+
+def test_batcher_refuses_requests_beyond_max_queue_with_retry_after() -> None:
+    async def scenario() -> QueueFullError:
+        batcher = DynamicBatcher(doubled, max_batch_size=64, max_delay_s=0.2, max_queue=2)
+        batcher.start()
+        first = [asyncio.ensure_future(batcher.submit(np.ones((1, 2), np.float32))) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFullError) as info:
+            await batcher.submit(np.ones((1, 2), np.float32))
+        await asyncio.gather(*first)
+        await batcher.close()
+        return info.value
+
+    error = asyncio.run(scenario())
+    assert error.status_code == 503 and error.headers["Retry-After"] == "1"
+
+
+def test_batcher_close_runs_queued_requests_then_refuses_new_ones() -> None:
+    async def scenario() -> None:
+        batcher = DynamicBatcher(doubled, max_batch_size=64, max_delay_s=10.0)
+        batcher.start()
+        queued = [asyncio.ensure_future(batcher.submit(np.full((1, 2), i, np.float32))) for i in range(3)]
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await batcher.close()  # does not wait the 10 s delay
+        assert time.monotonic() - started < 2
+        for i, future in enumerate(queued):
+            np.testing.assert_array_equal(future.result()["twice"], np.full((1, 2), 2.0 * i))
+        with pytest.raises(ModelNotReadyError):
+            await batcher.submit(np.ones((1, 2), np.float32))
+
+    asyncio.run(scenario())
+
+
+def test_batcher_never_exceeds_max_batch_size_and_keeps_order(rng: np.random.Generator) -> None:
+    recorder = Recorder()
+    requests = [np.full((int(n), 1), i, np.float32) for i, n in enumerate(rng.integers(1, 5, 40))]
+
+    async def scenario() -> list[dict[str, np.ndarray]]:
+        batcher = DynamicBatcher(doubled, max_batch_size=5, max_delay_s=0.01, observer=recorder)
+        batcher.start()
+        answers = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        await batcher.close()
+        return answers
+
+    for i, answer in enumerate(asyncio.run(scenario())):
+        np.testing.assert_array_equal(answer["twice"], requests[i] * 2)
+    assert max(recorder.sizes) <= 5
+
+
+@pytest.mark.parametrize("kwargs", [{"max_batch_size": 0}, {"max_delay_s": -1.0}, {"max_queue": 0}])
+def test_batcher_refuses_invalid_limits(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        DynamicBatcher(doubled, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,68 @@
+"""service.runtime: provider choice, loading, running against a NumPy reference."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.errors import ModelLoadError, ProviderUnavailableError
+from service.runtime import CPU, CUDA, load_model, select_providers
+
+
+def test_select_providers_auto_prefers_cuda_when_available() -> None:
+    assert select_providers("auto", [CUDA, CPU]) == [CUDA, CPU]
+    assert select_providers("auto", [CPU]) == [CPU]
+
+
+def test_select_providers_cpu_never_uses_cuda() -> None:
+    assert select_providers("cpu", [CUDA, CPU]) == [CPU]
+
+
+def test_select_providers_cuda_without_cuda_fails_clearly() -> None:
+    with pytest.raises(ProviderUnavailableError, match="needs CUDAExecutionProvider"):
+        select_providers("cuda", ["AzureExecutionProvider", CPU])
+
+
+def test_select_providers_refuses_an_unknown_device() -> None:
+    with pytest.raises(ValueError, match="expected device to be one of"):
+        select_providers("tpu", [CPU])
+
+
+def test_load_model_runs_like_the_numpy_reference(tiny_model, rng: np.random.Generator) -> None:
+    model = load_model(tiny_model.path, device="cpu", threads=1)
+    batch = rng.normal(size=(5, 8, 8, 1)).astype(np.float32)
+    outputs = model.run(model.contract.validate_batch(batch))
+    assert list(outputs) == ["probabilities"] and model.name == "tiny"
+    assert model.providers == [CPU]
+    np.testing.assert_allclose(outputs["probabilities"], tiny_model.reference(batch), rtol=1e-5, atol=1e-6)
+
+
+def test_load_model_without_metadata_uses_the_graph_signature(plain_model, rng: np.random.Generator) -> None:
+    model = load_model(plain_model.path, device="cpu")
+    assert model.contract.instance_shape == (4, 4, 3) and model.contract.labels is None
+    batch = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.run(batch)["probabilities"], plain_model.reference(batch),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_load_model_reports_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(tmp_path / "absent.onnx")
+
+
+def test_load_model_reports_a_corrupt_file_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.onnx"
+    path.write_bytes(b"\x00\x01 not a protobuf")
+    with pytest.raises(ModelLoadError) as info:
+        load_model(path)
+    assert "is not a loadable ONNX model" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_service_imports_neither_tensorflow_nor_keras() -> None:
+    code = ("import sys, service.app, service.runtime, service.contract, lc2d.commands.serve; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            timeout=60)
+    assert result.stdout.strip() == "[]"
