@@ -194,3 +194,18 @@ def live_server(tiny_model: WrittenModel) -> Iterator[ServerProcess]:
         yield server.wait_ready()
     finally:
         server.stop()
+
+
+@pytest.fixture
+def start_server() -> Iterator[object]:
+    """Starts extra servers with given ``lc2d serve`` arguments; stops them after the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, wait: bool = True) -> ServerProcess:
+        server = ServerProcess(*args)
+        started.append(server)
+        return server.wait_ready() if wait else server
+
+    yield start
+    for server in started:
+        server.stop()
