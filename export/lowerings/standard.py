@@ -58,7 +58,7 @@ def _in_nchw(layer: Any, x: Tensor, build: Any, out: str) -> Lowered:
     """Run ``build(nchw_tensor, out_name)`` on NCHW data, transposing around it for channels_last."""
     if layer.data_format == "channels_first":
         return build(x, out)
-    to_nchw = transpose(x, _TO_NCHW, f"{layer.name}/nchw")
+    to_nchw = transpose(x, _TO_NCHW, f"{layer.name}/input_nchw")
     core = build(to_nchw.output, f"{out}/nchw")
     return to_nchw.extend(core).extend(transpose(core.output, _TO_NHWC, out))
 
