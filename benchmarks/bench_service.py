@@ -1,0 +1,213 @@
+"""Benchmark of the inference service against a direct ONNX Runtime loop, in the same run.
+
+Starts ``lc2d serve`` twice on 127.0.0.1 (batching on: ``--max-batch-size 64``; batching off:
+``--max-batch-size 1``), drives it with C concurrent clients (threads with keep-alive
+connections), each sending one random instance per request as JSON or as ``.npy``, and measures
+throughput and p50/p99 latency. Prints a Markdown table plus the ratios the issue asks about and
+writes everything to a JSON file.
+
+Usage:
+    python benchmarks/bench_service.py --model artifacts/models/digits/1/model.onnx \
+        --requests 2000 --json-out docs/bench_service.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="the .onnx model to serve")
+    parser.add_argument("--requests", type=int, default=1000, help="requests per measurement (default 1000)")
+    parser.add_argument("--concurrency", default="1,8,32,64", help="comma-separated client counts")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--max-batch-size", type=int, default=64, help="batch size with batching on")
+    parser.add_argument("--max-delay-ms", type=float, default=0.0, help="batch delay with batching on")
+    parser.add_argument("--json-out", type=Path, default=Path("docs/bench_service.json"))
+    args = parser.parse_args(argv)
+    if not args.model.is_file():
+        parser.error(f"--model {args.model} does not exist")
+    return args
+
+
+def percentiles(latencies_s: list[float]) -> dict[str, float]:
+    values = np.asarray(latencies_s) * 1000.0
+    return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
+
+
+def direct_loop(model: Path, instances: np.ndarray, threads: int | None) -> dict[str, Any]:
+    """One instance per ``session.run`` call, sequentially: the baseline the server adds to."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    for instance in instances[:20]:
+        session.run(None, {name: instance[None]})
+    latencies = []
+    started = time.perf_counter()
+    for instance in instances:
+        tick = time.perf_counter()
+        session.run(None, {name: instance[None]})
+        latencies.append(time.perf_counter() - tick)
+    elapsed = time.perf_counter() - started
+    return {"throughput_rps": len(instances) / elapsed, **percentiles(latencies)}
+
+
+class Server:
+    def __init__(self, model: Path, extra: list[str]) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        command = [sys.executable, "-m", "lc2d", "serve", "--model", str(model), "--host", "127.0.0.1",
+                   "--port", str(self.port), "--log-level", "warning", "--max-queue", "100000", *extra]
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/health/ready", timeout=1):
+                    return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(self.process.stderr.read().decode()) from None
+                time.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def encode(instance: np.ndarray, body: str) -> tuple[bytes, dict[str, str]]:
+    if body == "json":
+        return json.dumps({"instances": [instance.tolist()]}).encode(), {"Content-Type": "application/json"}
+    buffer = io.BytesIO()
+    np.save(buffer, instance[None])
+    return buffer.getvalue(), {"Content-Type": "application/x-npy", "Accept": "application/x-npy"}
+
+
+def drive(port: int, instances: np.ndarray, concurrency: int, body: str) -> dict[str, Any]:
+    """Sends every instance once, spread over ``concurrency`` keep-alive clients."""
+    payloads = [encode(instance, body) for instance in instances]
+    shares = [payloads[i::concurrency] for i in range(concurrency)]
+
+    def client(share: list[tuple[bytes, dict[str, str]]]) -> list[float]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        latencies = []
+        for content, headers in share:
+            tick = time.perf_counter()
+            connection.request("POST", "/predict", content, headers)
+            answer = connection.getresponse()
+            answer.read()
+            latencies.append(time.perf_counter() - tick)
+            if answer.status != 200:
+                raise RuntimeError(f"server answered {answer.status}")
+        connection.close()
+        return latencies
+
+    client(shares[0][:10])  # warm-up
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = [t for part in pool.map(client, shares) for t in part]
+    elapsed = time.perf_counter() - started
+    return {"throughput_rps": len(latencies) / elapsed, **percentiles(latencies)}
+
+
+def input_shape(model: Path) -> list[int]:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    if "lc2d.input_shape" in metadata:
+        return list(json.loads(metadata["lc2d.input_shape"]))
+    return [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape[1:]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    shape = input_shape(args.model)
+    instances = np.random.default_rng(0).normal(size=(args.requests, *shape)).astype(np.float32)
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    modes = {"on": ["--max-batch-size", str(args.max_batch_size), "--max-delay-ms", str(args.max_delay_ms)],
+             "off": ["--max-batch-size", "1"]}
+    direct = direct_loop(args.model, instances, args.threads)
+    rows: list[dict[str, Any]] = []
+    for mode, extra in modes.items():
+        server = Server(args.model, extra + threads)
+        try:
+            for body in ("json", "npy"):
+                for concurrency in levels:
+                    result = drive(server.port, instances, concurrency, body)
+                    rows.append({"batching": mode, "body": body, "concurrency": concurrency, **result})
+                    print(f"batching {mode:3} {body:4} c={concurrency:3}: "
+                          f"{result['throughput_rps']:8.0f} req/s "
+                          f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms", file=sys.stderr)
+        finally:
+            server.stop()
+    report = summarize(args, shape, direct, rows, levels)
+    print(markdown(report))
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any], rows: list[dict[str, Any]],
+              levels: list[int]) -> dict[str, Any]:
+    def find(mode: str, body: str, concurrency: int) -> dict[str, Any]:
+        key = (mode, body, concurrency)
+        return next(r for r in rows if (r["batching"], r["body"], r["concurrency"]) == key)
+
+    top = max(levels)
+    ratios = {f"batching_speedup_c{top}_{body}": find("on", body, top)["throughput_rps"]
+              / find("off", body, top)["throughput_rps"] for body in ("json", "npy")}
+    if 1 in levels:
+        for body in ("json", "npy"):
+            ratios[f"server_overhead_p50_ms_c1_{body}"] = find("on", body, 1)["p50_ms"] - direct["p50_ms"]
+    return {"model": str(args.model), "input_shape": shape, "requests": args.requests,
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                        "python": sys.version.split()[0]},
+            "settings": {"max_batch_size": args.max_batch_size, "max_delay_ms": args.max_delay_ms,
+                         "threads": args.threads},
+            "direct_onnxruntime": direct, "server": rows, "ratios": ratios}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    direct = report["direct_onnxruntime"]
+    lines = [f"Model `{report['model']}` input {report['input_shape']}, {report['requests']} requests each, "
+             f"{report['machine']['cpus']} CPUs.", "",
+             "| batching | body | clients | req/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|---:|",
+             f"| direct ORT loop | - | 1 | {direct['throughput_rps']:.0f} | {direct['p50_ms']:.3f} | "
+             f"{direct['p99_ms']:.3f} |"]
+    for row in report["server"]:
+        lines.append(f"| {row['batching']} | {row['body']} | {row['concurrency']} | "
+                     f"{row['throughput_rps']:.0f} | "
+                     f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} |")
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in report["ratios"].items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
