@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"lc2d serve: http://{settings.host}:{settings.port} (docs at /docs, default model "
           f"{plane.default_model!r}, pid {os.getpid()})", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=max(1.0, settings.request_timeout_ms / 1000.0))
+                timeout_graceful_shutdown=max(1, int(settings.request_timeout_ms // 1000)))
     return 0
 
 
