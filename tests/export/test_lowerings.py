@@ -1,0 +1,123 @@
+"""Every LocallyConnected2D lowering against Keras, over implementation × data_format × padding × strides.
+
+One model per (lowering, implementation, data_format) holds four LocallyConnected2D layers that
+cover valid/same padding with unit and non-unit strides, with random (non-zero) biases so that
+the bias layout quirk of channels_first is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.export.onnx_checks import assert_matches_keras, random_input
+
+# (padding, strides, kernel) of the four layers: valid/1, same/2, same/1, valid/(2, 1).
+LAYER_GRID = (("valid", (1, 1), (3, 3)), ("same", (2, 2), (3, 3)), ("same", (1, 1), (2, 3)),
+              ("valid", (2, 1), (2, 2)))
+
+
+def lc_stack(implementation: int, data_format: str) -> Any:
+    import keras
+
+    from models.locally_connected import LocallyConnected2D
+
+    shape = (2, 12, 11) if data_format == "channels_first" else (12, 11, 2)
+    layers = [LocallyConnected2D(3 + i, kernel, strides=strides, padding=padding, data_format=data_format,
+                                 implementation=implementation, activation="tanh" if i == 1 else None,
+                                 bias_initializer="random_normal", name=f"lc{i}")
+              for i, (padding, strides, kernel) in enumerate(LAYER_GRID)]
+    return keras.Sequential([keras.Input(shape, name="input"), *layers], name="lc_stack")
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("implementation", [1, 2, 3])
+@pytest.mark.parametrize("lowering", ["local", "dense", "sparse"])
+def test_export_lc_stack_matches_keras_for_every_lowering(
+        lowering: str, implementation: int, data_format: str, tmp_path: Path,
+        export_rng: np.random.Generator) -> None:
+    from export import to_onnx
+
+    model = lc_stack(implementation, data_format)
+    path = tmp_path / "m.onnx"
+    report = to_onnx(model, path, lowering=lowering)
+    assert report.parity_max_rel_error is not None and report.parity_max_rel_error < 1e-4
+    assert [layer["lowering"] for layer in report.layers] == [lowering] * 4
+    onnx.checker.check_model(str(path), full_check=True)
+    assert_matches_keras(model, path, random_input(export_rng, model, batch=4))
+
+
+@pytest.mark.parametrize("implementation", [1, 2, 3])
+def test_export_implementation_lowering_follows_each_layer(implementation: int, tmp_path: Path) -> None:
+    from export import to_onnx
+
+    report = to_onnx(lc_stack(implementation, "channels_last"), tmp_path / "m.onnx")
+    expected = {1: "local", 2: "dense", 3: "sparse"}[implementation]
+    assert {layer["lowering"] for layer in report.layers} == {expected}
+
+
+def test_export_auto_keeps_fastest_measured_lowering(tmp_path: Path, export_rng: np.random.Generator) -> None:
+    from export import to_onnx
+
+    model = lc_stack(3, "channels_last")
+    path = tmp_path / "auto.onnx"
+    to_onnx(model, path, lowering="auto")
+    layers = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["lc2d.layers"])
+    for layer in layers:
+        timings = layer["timings_ms"]
+        assert set(timings) == {"local", "dense", "sparse"}
+        assert all(t > 0 for t in timings.values())
+        assert layer["lowering"] == min(timings, key=timings.get)
+    assert_matches_keras(model, path, random_input(export_rng, model))
+
+
+def test_export_auto_skips_dense_over_budget(tmp_path: Path) -> None:
+    from export import to_onnx
+
+    report = to_onnx(lc_stack(1, "channels_last"), tmp_path / "m.onnx", lowering="auto",
+                     dense_budget_bytes=1)
+    for layer in report.layers:
+        assert set(layer["timings_ms"]) == {"local", "sparse"}
+
+
+@pytest.mark.parametrize("lowering", ["local", "dense", "sparse"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_lowering_node_count_is_small_and_independent_of_size(
+        lowering: str, padding: str, data_format: str) -> None:
+    from export.lowerings import LOWERINGS
+    from export.lowerings.base import LoweringContext, Tensor
+    from models.locally_connected import LocallyConnected2D
+
+    counts = []
+    for size in (6, 15):
+        layer = LocallyConnected2D(4, 3, padding=padding, data_format=data_format, activation="relu",
+                                   name="lc")
+        shape = (2, size, size) if data_format == "channels_first" else (size, size, 2)
+        layer.build((None, *shape))
+        lowered = LOWERINGS[("LocallyConnected2D", lowering)](layer, Tensor("x", shape), LoweringContext())
+        counts.append(len(lowered.nodes))
+        assert lowered.output.shape == layer.geometry.output_shape()
+    assert counts[0] == counts[1] <= 12
+
+
+def test_sparse_lowering_stores_no_dense_kernel(tmp_path: Path) -> None:
+    from export import to_onnx
+
+    model = lc_stack(3, "channels_last")
+    path = tmp_path / "sparse.onnx"
+    to_onnx(model, path, lowering="sparse")
+    proto = onnx.load(str(path))
+    stored = sum(int(np.prod(t.dims)) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    geos = [model.get_layer(f"lc{i}").geometry for i in range(4)]
+    nonzeros = sum(g.nonzeros for g in geos)
+    padding_taps = sum(int((~g.patch_valid).sum()) * g.filters for g in geos)
+    biases = sum(g.output_size for g in geos)
+    assert stored == nonzeros + padding_taps + biases
+    assert stored < min(g.input_size * g.output_size for g in geos[:2])
+    assert {n.domain for n in proto.graph.node} <= {""}
