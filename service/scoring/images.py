@@ -3,8 +3,8 @@
 The steps, always the same so that a folder scores the same on every machine:
 
 1. decode with Pillow and convert to ``L`` (1 channel), ``RGB`` (3) or ``RGBA`` (4);
-2. resize to the model's ``H x W`` with bilinear filtering (Pillow widens the filter when it
-   shrinks, so a large picture is averaged, not sampled);
+2. resize to the model's ``H x W``: area averaging (``BOX``) when the picture shrinks, which is
+   how scikit-learn's 8x8 digits were made from 32x32 bitmaps, bilinear when it grows;
 3. scale the 8-bit pixels: ``pixel * s`` when the model's metadata has ``lc2d.pixel_scale = s``,
    else ``pixel / 255`` (values in ``[0, 1]``, the range the digits model was trained on);
 4. lay out as the model's ``lc2d.data_format`` says (``H, W, C`` or ``C, H, W``).
@@ -79,8 +79,10 @@ def read_image(path: Path, layout: ImageLayout) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
+            shrinks = image.width >= layout.width and image.height >= layout.height
             picture = image.convert(_MODES[layout.channels]).resize(
-                (layout.width, layout.height), Image.Resampling.BILINEAR)
+                (layout.width, layout.height),
+                Image.Resampling.BOX if shrinks else Image.Resampling.BILINEAR)
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ScoringInputError(f"expected a PNG or JPEG image, received {str(path)!r}, which Pillow "
                                 f"cannot read ({err})") from err

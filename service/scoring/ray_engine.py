@@ -144,7 +144,8 @@ def score_with_ray(settings: ActorSettings, source: RowSource, sink: ResultSink,
     try:
         dataset = ray.data.read_datasource(RowBlockDatasource(source, settings.batch_size))
         scored = dataset.map_batches(ScoringActor, fn_constructor_args=(settings,),
-                                     batch_size=None, batch_format="numpy", concurrency=actors,
+                                     batch_size=None, batch_format="numpy",
+                                     compute=ray.data.ActorPoolStrategy(size=actors),
                                      num_cpus=1, zero_copy_batch=True)
         total = 0
         for batch in _iter_batches(scored):
@@ -176,6 +177,7 @@ def _init_ray(address: str | None, actors: int) -> bool:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
