@@ -113,7 +113,8 @@ def test_sparse_lowering_stores_no_dense_kernel(tmp_path: Path) -> None:
     path = tmp_path / "sparse.onnx"
     to_onnx(model, path, lowering="sparse")
     proto = onnx.load(str(path))
-    stored = sum(int(np.prod(t.dims)) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    floats = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+    stored = sum(int(np.prod(t.dims)) for t in floats)
     geos = [model.get_layer(f"lc{i}").geometry for i in range(4)]
     nonzeros = sum(g.nonzeros for g in geos)
     padding_taps = sum(int((~g.patch_valid).sum()) * g.filters for g in geos)

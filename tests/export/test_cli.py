@@ -1,0 +1,61 @@
+"""`lc2d export` on real files: success, and exit code 2 with one line for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from lc2d.cli import main
+
+
+@pytest.fixture(scope="module")
+def digits_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from models.builders import digits_classifier
+
+    path = tmp_path_factory.mktemp("cli") / "digits.keras"
+    digits_classifier(implementation=3, labels=[str(i) for i in range(10)]).save(path)
+    return path
+
+
+def test_cli_export_writes_checked_onnx(digits_keras: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out, report = tmp_path / "digits.onnx", tmp_path / "report.json"
+    assert main(["export", str(digits_keras), "-o", str(out), "--lowering", "local",
+                 "--report", str(report)]) == 0
+    onnx.checker.check_model(str(out), full_check=True)
+    printed = capsys.readouterr().out
+    assert "local: implementation 3 -> local" in printed and "parity:" in printed
+    assert json.loads(report.read_text())["layers"][0]["lowering"] == "local"
+
+
+def test_cli_export_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", str(tmp_path / "absent.keras"), "-o", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "expected an existing .keras file" in err and "absent.keras" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_export_not_a_keras_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bogus = tmp_path / "notes.keras"
+    bogus.write_text("not a model")
+    assert main(["export", str(bogus), "-o", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "expected a Keras model file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_export_dense_over_budget_exits_2(digits_keras: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["export", str(digits_keras), "-o", str(tmp_path / "m.onnx"), "--lowering", "dense",
+                 "--dense-budget-mib", "0.01"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'local'" in err and "dense budget" in err
+
+
+def test_cli_export_bad_opset_exits_2(digits_keras: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", str(digits_keras), "-o", str(tmp_path / "m.onnx"), "--opset", "13"]) == 2
+    assert "Expected an integer from 17" in capsys.readouterr().err
