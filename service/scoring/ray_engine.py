@@ -17,6 +17,7 @@ filesystem). A Ray instance already initialised by the caller is used as it is a
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ from service.scoring.scorer import BatchScorer, batch_bounds, find_service_error
 from service.scoring.sources import RowSource
 
 ResultSink = Callable[[int, np.ndarray], None]
+ERROR_COLUMN = "service_error"
+READ_TASKS_PER_ACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,9 @@ class RowBlockDatasource(Datasource):
         self._batch_size = batch_size
 
     def estimate_inmemory_data_size(self) -> int | None:
-        return int(np.prod(self._source.shape, dtype=np.int64)) * self._source.dtype.itemsize
+        # No estimate on purpose: with one, Ray Data splits blocks it thinks too large, and a
+        # split block would no longer be one canonical batch.
+        return None
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context: Any = None) -> list[ReadTask]:
@@ -108,8 +113,13 @@ class ScoringActor:
         # (rows k*B .. (k+1)*B - 1) so that ONNX Runtime sees what the local engine feeds it.
         rows, x = batch["row"], batch["x"]
         outputs = []
-        for part in _canonical_slices(rows, self._batch_size):
-            outputs.append(self._scorer.score(np.asarray(x[part]), int(rows[part][0])))
+        try:
+            for part in _canonical_slices(rows, self._batch_size):
+                outputs.append(self._scorer.score(np.asarray(x[part]), int(rows[part][0])))
+        except ServiceError as err:
+            # Ray Data re-raises worker exceptions without their cause, so the typed error
+            # (and its exit code) travels back to the driver as data instead.
+            return {"row": rows[:1], ERROR_COLUMN: np.array([pickle.dumps(err)], dtype=object)}
         return {"row": rows, "y": np.concatenate(outputs)}
 
 
@@ -142,13 +152,19 @@ def score_with_ray(settings: ActorSettings, source: RowSource, sink: ResultSink,
     """
     started = _init_ray(address, actors)
     try:
-        dataset = ray.data.read_datasource(RowBlockDatasource(source, settings.batch_size))
+        # As many read tasks as asked for: fewer would make Ray Data split every block (breaking
+        # the one-block-one-batch rule); a few per actor keeps the pool busy.
+        batches = -(-source.shape[0] // settings.batch_size)
+        dataset = ray.data.read_datasource(RowBlockDatasource(source, settings.batch_size),
+                                           override_num_blocks=min(batches, READ_TASKS_PER_ACTOR * actors))
         scored = dataset.map_batches(ScoringActor, fn_constructor_args=(settings,),
                                      batch_size=None, batch_format="numpy",
                                      compute=ray.data.ActorPoolStrategy(size=actors),
                                      num_cpus=1, zero_copy_batch=True)
         total = 0
         for batch in _iter_batches(scored):
+            if ERROR_COLUMN in batch:
+                raise pickle.loads(batch[ERROR_COLUMN][0])  # noqa: S301 - written by our own actor
             for part in _canonical_slices(batch["row"], settings.batch_size):
                 sink(int(batch["row"][part][0]), np.asarray(batch["y"][part]))
             total += len(batch["row"])
