@@ -111,7 +111,8 @@ class NpyRows:
     def _handle(self) -> IO[bytes]:
         if self._file is None:
             if self.member is None:
-                self._file = open(self.path, "rb")  # noqa: SIM115 - kept open across reads
+                # unbuffered: each read is one large readinto, a buffer would only add a copy
+                self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - kept open
             else:
                 self._archive = zipfile.ZipFile(self.path)
                 self._file = self._archive.open(self.member)
