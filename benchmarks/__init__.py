@@ -1,0 +1,1 @@
+"""Benchmark scripts: the layer suite (``bench_layers``) and the service benchmark."""

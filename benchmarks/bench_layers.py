@@ -1,0 +1,433 @@
+"""The LocallyConnected2D benchmark suite: tf_keras, our Keras layer and every ONNX lowering, one run.
+
+For every workload (see :mod:`benchmarks.workloads`) and batch size it times, on this machine and
+in this process: tf_keras's implementations 1/2/3 (when tf_keras is installed), our Keras layer
+per implementation (both in graph mode, a warm ``tf.function``), and each ONNX lowering of
+:mod:`export` plus the one ``auto`` picks, in ONNX Runtime (intra-op threads = cores,
+``ORT_ENABLE_ALL``). Every result carries its FLOPs, bytes, the floor
+``max(FLOPs / rate, bytes / bandwidth)`` with this machine's measured rates, its ratio to that
+floor, and its largest relative error against our Keras implementation 1 on the same input.
+
+Configurations that cannot run here are predicted from their sizes and recorded as skipped
+with the reason, never attempted: a dense (implementation 2) kernel over 2 GiB, tf_keras's
+pure-Python implementation-3 index build over a few million indices. The ``dense`` ONNX
+lowering's own refusal is recorded as ``refused (size)``.
+
+Usage (or ``lc2d bench``):
+    python -m benchmarks.bench_layers --quick
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.floors import MachineFloors, floor_ms, measure_floors, ort_session
+from benchmarks.timing import TimingPolicy, measure
+from benchmarks.workloads import (
+    DEFAULT_WORKLOADS,
+    TF_KERAS_SPARSE_MAX_INDICES,
+    Workload,
+    all_workloads,
+    dense_kernel_skip,
+    model_cost,
+    tf_keras_sparse_skip,
+)
+
+IMPLEMENTATIONS = (1, 2, 3)
+FAMILIES = ("tf_keras", "keras", "onnx")
+OK, SKIPPED, REFUSED, FAILED = "ok", "skipped", "refused (size)", "failed"
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """What one run measures and how long it may take per measurement."""
+
+    workloads: tuple[str, ...] = DEFAULT_WORKLOADS
+    batches: tuple[int, ...] = (1, 64)
+    families: tuple[str, ...] = FAMILIES
+    threads: int = os.cpu_count() or 1
+    policy: TimingPolicy = field(default_factory=TimingPolicy)
+    tf_keras_sparse_max_indices: int = TF_KERAS_SPARSE_MAX_INDICES
+    seed: int = 20261125
+
+
+def method_name(family: str, variant: str) -> str:
+    """The column name of a method: ``tf_keras impl 1``, ``keras impl 2``, ``onnx local``."""
+    return f"{family} impl {variant}" if family in ("tf_keras", "keras") else f"onnx {variant}"
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """``max |actual − expected| / max |expected|``."""
+    scale = float(np.max(np.abs(expected))) or 1.0
+    return float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64))) / scale)
+
+
+# --- models -------------------------------------------------------------------------------
+
+def randomize(model: Any, seed: int) -> None:
+    """Random non-zero biases (kernels keep their seeded Glorot values), so no term vanishes."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights:
+            layer.set_weights([w if w.ndim > 1 else 0.1 * rng.standard_normal(w.shape).astype(w.dtype)
+                               for w in weights])
+
+
+def copy_to_implementation(source: Any, target: Any, implementation: int) -> None:
+    """Copy ``source``'s weights (LC kernels in implementation 1) into ``target`` of ``implementation``."""
+    from models import convert_kernel
+
+    for src, dst in zip(source.layers, target.layers, strict=True):
+        weights = src.get_weights()
+        if type(src).__name__ == "LocallyConnected2D" and weights:
+            weights[0] = convert_kernel(weights[0], src, implementation, 1)
+        dst.set_weights(weights)
+
+
+def tf_keras_layer(layer: Any) -> Any:
+    """The tf_keras twin of one Keras 3 layer (structure only)."""
+    import tf_keras
+
+    kind = type(layer).__name__
+    act = getattr(getattr(layer, "activation", None), "__name__", None)
+    if kind == "LocallyConnected2D":
+        return tf_keras.layers.LocallyConnected2D(
+            layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+            data_format=layer.data_format, activation=act, use_bias=layer.use_bias,
+            implementation=layer.implementation, name=layer.name)
+    if kind == "Conv2D":
+        return tf_keras.layers.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides,
+                                      padding=layer.padding, activation=act, name=layer.name)
+    if kind == "MaxPooling2D":
+        return tf_keras.layers.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding,
+                                            name=layer.name)
+    if kind == "Dense":
+        return tf_keras.layers.Dense(layer.units, activation=act, name=layer.name)
+    if kind in ("Flatten", "Dropout"):
+        return getattr(tf_keras.layers, kind)(**({"rate": layer.rate} if kind == "Dropout" else {}),
+                                              name=layer.name)
+    raise ValueError(f"No tf_keras twin for layer type {kind!r}. Expected one of LocallyConnected2D, "
+                     "Conv2D, MaxPooling2D, Dense, Flatten, Dropout.")
+
+
+def tf_keras_twin(model: Any) -> Any:
+    """A tf_keras Sequential with ``model``'s layers and weights (same layouts per implementation)."""
+    import tf_keras
+
+    twin = tf_keras.Sequential([tf_keras.Input(model.input_shape[1:]), *map(tf_keras_layer, model.layers)])
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def graph_mode_call(model: Any) -> Callable[[Any], np.ndarray]:
+    """A warm-able graph-mode forward pass returning NumPy (forces completion)."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: model(x, training=False))
+    return lambda x: fn(x).numpy()
+
+
+# --- one measurement ----------------------------------------------------------------------
+
+@dataclass
+class Runner:
+    """Something that computes a workload for a batch, built once per method."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    setup_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+    keep: list[Any] = field(default_factory=list)  # objects the runner needs alive
+
+
+def keras_runner(model: Any) -> Runner:
+    import tensorflow as tf
+
+    call = graph_mode_call(model)
+    return Runner(lambda x: call(tf.constant(x)), 0.0, keep=[model])
+
+
+def onnx_runner(reference: Any, strategy: str, workdir: Path, threads: int) -> Runner:
+    from export import to_onnx
+
+    path = workdir / f"{strategy}.onnx"
+    report = to_onnx(reference, path, lowering=strategy, check=False)
+    session = ort_session(str(path), threads)
+    name = session.get_inputs()[0].name
+    chosen = {layer["name"]: layer["lowering"] for layer in report.layers}
+    details = {"lowerings": chosen, "onnx_mib": round(report.size_bytes / 2**20, 2), "nodes": report.nodes}
+    if strategy == "auto":
+        details["auto_timings_ms"] = {layer["name"]: layer.get("timings_ms") for layer in report.layers}
+    return Runner(lambda x: session.run(None, {name: x})[0], 0.0, details, keep=[session])
+
+
+@contextmanager
+def released() -> Iterator[None]:
+    """Free models, sessions and TensorFlow graphs after a method is measured."""
+    try:
+        yield
+    finally:
+        gc.collect()
+
+
+def skip_reason(family: str, implementation: int, model: Any, config: SuiteConfig) -> str | None:
+    """Predicted infeasibility of a Keras / tf_keras implementation, before building anything."""
+    import psutil
+
+    if implementation == 2:
+        return dense_kernel_skip(model, float(psutil.virtual_memory().available))
+    if implementation == 3 and family == "tf_keras":
+        return tf_keras_sparse_skip(model, config.tf_keras_sparse_max_indices)
+    return None
+
+
+def classify_error(err: BaseException) -> tuple[str, str]:
+    """``(status, reason)`` of an exception raised while building or running a method."""
+    from export import DenseKernelTooLargeError
+
+    if isinstance(err, DenseKernelTooLargeError):
+        return REFUSED, str(err)
+    text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    if isinstance(err, MemoryError) or "ResourceExhausted" in type(err).__name__:
+        return SKIPPED, f"out of memory ({type(err).__name__}: {text})"
+    return FAILED, f"{type(err).__name__}: {text}"
+
+
+class Suite:
+    """Runs every method of every workload and collects one record per (workload, batch, method)."""
+
+    def __init__(self, config: SuiteConfig, floors: MachineFloors,
+                 log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.floors = floors
+        self.log = log
+        self.records: list[dict[str, Any]] = []
+        self.rng = np.random.default_rng(config.seed)
+
+    def run(self) -> list[dict[str, Any]]:
+        for name in self.config.workloads:
+            self.run_workload(all_workloads()[name])
+        return self.records
+
+    def run_workload(self, workload: Workload) -> None:
+        import keras
+
+        keras.utils.set_random_seed(self.config.seed)
+        reference = workload.build(1)
+        randomize(reference, self.config.seed)
+        inputs = {b: self.rng.standard_normal((b, *reference.input_shape[1:])).astype(np.float32)
+                  for b in self.config.batches}
+        expected = {b: np.asarray(reference(inputs[b], training=False)) for b in self.config.batches}
+        costs = {b: model_cost(reference, b) for b in self.config.batches}
+        self.log(f"== {workload.title}")
+        for family, variant, make in self.methods(reference):
+            self.measure_method(workload, family, variant, make, inputs, expected, costs)
+
+    def methods(self, reference: Any) -> Iterator[tuple[str, str, Callable[[], Runner | str]]]:
+        """``(family, variant, make)`` for every method; ``make`` returns a Runner or a skip reason."""
+        from export.lowerings import LC_STRATEGIES
+
+        for family in self.config.families:
+            if family == "onnx":
+                for strategy in (*LC_STRATEGIES, "auto"):
+                    yield family, strategy, self._onnx_maker(reference, strategy)
+            else:
+                for impl in IMPLEMENTATIONS:
+                    yield family, str(impl), self._keras_maker(reference, family, impl)
+
+    def _keras_maker(self, reference: Any, family: str, impl: int) -> Callable[[], Runner | str]:
+        def make() -> Runner | str:
+            reason = skip_reason(family, impl, reference, self.config)
+            if reason is not None:
+                return reason
+            if family == "tf_keras" and not _has_tf_keras():
+                return "tf_keras is not installed"
+            model = self._keras_model(reference, impl)
+            return keras_runner(tf_keras_twin(model) if family == "tf_keras" else model)
+        return make
+
+    def _keras_model(self, reference: Any, impl: int) -> Any:
+        if impl == 1:
+            return reference
+        twin = _rebuild(reference, impl)
+        copy_to_implementation(reference, twin, impl)
+        return twin
+
+    def _onnx_maker(self, reference: Any, strategy: str) -> Callable[[], Runner | str]:
+        def make() -> Runner | str:
+            workdir = Path(tempfile.mkdtemp(prefix="lc2d-bench-"))
+            runner = onnx_runner(reference, strategy, workdir, self.config.threads)
+            runner.keep.append(_Cleanup(workdir))
+            return runner
+        return make
+
+    def measure_method(self, workload: Workload, family: str, variant: str, make: Callable[[], Runner | str],
+                       inputs: dict[int, np.ndarray], expected: dict[int, np.ndarray],
+                       costs: dict[int, Any]) -> None:
+        with released():
+            started = time.perf_counter()
+            try:
+                made = make()
+            except Exception as err:  # noqa: BLE001 - any failure is recorded, the suite goes on
+                made = classify_error(err)  # type: ignore[assignment]
+            setup_s = time.perf_counter() - started
+            for batch in self.config.batches:
+                record = self.base_record(workload, family, variant, batch, costs[batch])
+                record["setup_s"] = round(setup_s, 3)
+                if isinstance(made, Runner):
+                    record.update(made.details)
+                    self.time_runner(record, made, inputs[batch], expected[batch])
+                else:
+                    status, reason = made if isinstance(made, tuple) else (SKIPPED, made)
+                    record.update(status=status, reason=reason)
+                self.records.append(record)
+                self.log(_log_line(record))
+            del made
+
+    def time_runner(self, record: dict[str, Any], runner: Runner, x: np.ndarray,
+                    expected: np.ndarray) -> None:
+        try:
+            record["max_rel_error"] = relative_error(np.asarray(runner.run(x)), expected)
+            timing = measure(lambda: runner.run(x), self.config.policy)
+        except Exception as err:  # noqa: BLE001
+            record["status"], record["reason"] = classify_error(err)
+            return
+        record.update(status=OK, reason=None, **timing.to_dict())
+        record["ratio_to_floor"] = timing.median_ms / record["floor_ms"]
+
+    def base_record(self, workload: Workload, family: str, variant: str, batch: int,
+                    cost: Any) -> dict[str, Any]:
+        floor = floor_ms(cost.flops, cost.nbytes, self.floors.matmul_gflops, self.floors.bandwidth_gbs)
+        return {"workload": workload.name, "title": workload.title, "kind": workload.kind, "batch": batch,
+                "family": family, "variant": variant, "method": method_name(family, variant),
+                "flops": cost.flops, "bytes": cost.nbytes, "weight_bytes": cost.weight_bytes,
+                "floor_ms": floor, "status": None, "reason": None, "median_ms": None,
+                "ratio_to_floor": None}
+
+
+class _Cleanup:
+    """Deletes a temporary export folder when the runner holding it is released."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __del__(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _rebuild(reference: Any, impl: int) -> Any:
+    """The reference model's architecture with every LocallyConnected2D in ``impl``."""
+    import keras
+
+    layers = []
+    for layer in reference.layers:
+        config = layer.get_config()
+        if type(layer).__name__ == "LocallyConnected2D":
+            config["implementation"] = impl
+        layers.append(type(layer).from_config(config))
+    return keras.Sequential([keras.Input(reference.input_shape[1:], name="input"), *layers],
+                            name=reference.name)
+
+
+def _has_tf_keras() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tf_keras") is not None
+
+
+def _log_line(record: dict[str, Any]) -> str:
+    head = f"  batch {record['batch']:>3}  {record['method']:<16}"
+    if record["status"] == OK:
+        return (f"{head} {record['median_ms']:10.2f} ms  {record['ratio_to_floor']:7.1f}× floor  "
+                f"err {record['max_rel_error']:.1e}")
+    return f"{head} {record['status']}: {record['reason']}"
+
+
+# --- the whole run ------------------------------------------------------------------------
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """CPU, load and library versions, so a reader can judge the numbers."""
+    import onnxruntime
+    import psutil
+
+    info: dict[str, Any] = {"cpu": _cpu_model(), "cores": os.cpu_count(), "threads": threads,
+                            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
+                            "numpy": np.__version__, "load_average_start": list(os.getloadavg())}
+    for package in ("tensorflow", "keras", "tf_keras"):
+        try:
+            info[package] = __import__(package).__version__
+        except ImportError:
+            info[package] = None
+    info["git_commit"] = _git_commit()
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_suite(config: SuiteConfig, floors: MachineFloors | None = None, quick: bool = False,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure the floors (unless given) and every method; return the JSON-ready result."""
+    from benchmarks.report import summarize
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    started = time.perf_counter()
+    info = machine_info(config.threads)
+    if floors is None:
+        floors = measure_floors(config.threads, *((1024, 64) if quick else ()))
+    log(f"floors: matmul {floors.matmul_gflops:.1f} GFLOP/s, bandwidth {floors.bandwidth_gbs:.1f} GB/s")
+    records = Suite(config, floors, log).run()
+    info["load_average_end"] = list(os.getloadavg())
+    return {"generated_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "quick": quick,
+            "seconds": round(time.perf_counter() - started, 1), "machine": info, "floors": floors.to_dict(),
+            "settings": {"workloads": list(config.workloads), "batches": list(config.batches),
+                         "families": list(config.families), "threads": config.threads,
+                         "timing": vars(config.policy).copy(),
+                         "tf_keras_sparse_max_indices": config.tf_keras_sparse_max_indices},
+            "results": records, "summary": summarize(records)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Script entry point: the same as ``lc2d bench``."""
+    from lc2d.cli import main as cli_main
+
+    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
