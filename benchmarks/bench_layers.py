@@ -61,6 +61,7 @@ class SuiteConfig:
     threads: int = os.cpu_count() or 1
     policy: TimingPolicy = field(default_factory=TimingPolicy)
     tf_keras_sparse_max_indices: int = TF_KERAS_SPARSE_MAX_INDICES
+    implementations: tuple[int, ...] = IMPLEMENTATIONS  # of tf_keras and Keras; the others are skipped
     seed: int = 20261125
 
 
@@ -140,7 +141,9 @@ def graph_mode_call(model: Any) -> Callable[[Any], np.ndarray]:
     """A warm-able graph-mode forward pass returning NumPy (forces completion)."""
     import tensorflow as tf
 
-    fn = tf.function(lambda x: model(x, training=False))
+    # One trace for every batch size: the batch axis is left unknown.
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     return lambda x: fn(x).numpy()
 
 
@@ -253,6 +256,8 @@ class Suite:
 
     def _keras_maker(self, reference: Any, family: str, impl: int) -> Callable[[], Runner | str]:
         def make() -> Runner | str:
+            if impl not in self.config.implementations:
+                return f"implementation {impl} not selected (--quick runs implementation 1 only)"
             reason = skip_reason(family, impl, reference, self.config)
             if reason is not None:
                 return reason
@@ -418,7 +423,8 @@ def run_suite(config: SuiteConfig, floors: MachineFloors | None = None, quick: b
             "settings": {"workloads": list(config.workloads), "batches": list(config.batches),
                          "families": list(config.families), "threads": config.threads,
                          "timing": vars(config.policy).copy(),
-                         "tf_keras_sparse_max_indices": config.tf_keras_sparse_max_indices},
+                         "tf_keras_sparse_max_indices": config.tf_keras_sparse_max_indices,
+                         "implementations": list(config.implementations)},
             "results": records, "summary": summarize(records)}
 
 

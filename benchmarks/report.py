@@ -174,8 +174,8 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
 
     records, batches = result["results"], result["settings"]["batches"]
     methods = methods_of(records)
-    fig, axes = plt.subplots(len(batches), 1, figsize=(13, 4.2 * len(batches)), squeeze=False)
-    colors = plt.get_cmap("tab20")(range(len(methods)))
+    fig, axes = plt.subplots(len(batches), 1, figsize=(14, 4.2 * len(batches)), squeeze=False)
+    colors = _family_colors(methods, plt)
     for ax, batch in zip(axes[:, 0], sorted(batches, reverse=True), strict=True):
         rows = [r for r in records if r["batch"] == batch]
         workloads = list(dict.fromkeys(r["workload"] for r in rows))
@@ -184,8 +184,9 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
             values = [next((r["median_ms"] for r in rows if r["workload"] == w and r["method"] == method
                             and r["status"] == "ok"), None) for w in workloads]
             xs = [j + (i - len(methods) / 2 + 0.5) * width for j in range(len(workloads))]
-            ax.bar([x for x, v in zip(xs, values, strict=True) if v],
-                   [v for v in values if v], width, label=method, color=colors[i])
+            ax.bar([x for x, v in zip(xs, values, strict=True) if v], [v for v in values if v], width,
+                   label=method, color=colors[i], edgecolor="black" if method == "onnx auto" else None,
+                   hatch="//" if method == "onnx auto" else None)
         for j, w in enumerate(workloads):
             floor = next(r["floor_ms"] for r in rows if r["workload"] == w)
             ax.hlines(floor, j - 0.45, j + 0.45, colors="black", linestyles="--",
@@ -196,11 +197,23 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("median ms (log)")
         ax.set_title(f"batch {batch}: missing bars were skipped or refused (see the table)")
         ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0, 0].legend(ncol=6, fontsize=8, loc="upper left")
+    axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _family_colors(methods: list[str], plt: Any) -> list[Any]:
+    """Blues for tf_keras, greens for our Keras layer, oranges for the ONNX lowerings."""
+    maps = {"tf_keras": "Blues", "keras": "Greens", "onnx": "Oranges"}
+    colors = []
+    for method in methods:
+        family = method.split(" ")[0]
+        members = [m for m in methods if m.split(" ")[0] == family]
+        shade = 0.35 + 0.55 * members.index(method) / max(len(members) - 1, 1)
+        colors.append(plt.get_cmap(maps.get(family, "Greys"))(shade))
+    return colors
 
 
 DOC_TEMPLATE = """# Performance

@@ -34,9 +34,15 @@ class TimingPolicy:
 
 
 def measure(fn: Callable[[], object], policy: TimingPolicy) -> Timing:
-    """Time ``fn`` under ``policy``; the first warm-up also absorbs tracing and allocation."""
+    """Time ``fn`` under ``policy``; the first warm-up also absorbs tracing and allocation.
+
+    Further warm-ups are dropped once one warm-up has taken the whole budget (slow methods).
+    """
     for _ in range(policy.warmup):
+        tick = time.perf_counter()
         fn()
+        if time.perf_counter() - tick > policy.budget_s:
+            break
     times: list[float] = []
     started = time.perf_counter()
     while len(times) < policy.max_runs and (

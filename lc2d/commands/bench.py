@@ -18,8 +18,9 @@ FAMILIES = ("tf_keras", "keras", "onnx")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="a ~1-minute subset: reference layer 1 and DeepFace L6, short timings, "
-                             "smaller floor measurements")
+                        help="a ~1-minute subset: reference layer 1 and DeepFace L6, implementation 1 "
+                             "of tf_keras and Keras with every ONNX lowering, short timings, smaller "
+                             "floor measurements")
     parser.add_argument("--batch", type=int, nargs="+", default=None, metavar="N",
                         help="batch sizes; default: 1 64")
     parser.add_argument("--shapes", nargs="+", default=None, metavar="NAME",
@@ -80,6 +81,8 @@ def build_config(args: argparse.Namespace, suite: Any) -> Any:
                               or (200_000 if args.quick else suite.TF_KERAS_SPARSE_MAX_INDICES)}
     if args.threads:
         kwargs["threads"] = args.threads
+    if args.quick:
+        kwargs["implementations"] = (1,)
     return suite.SuiteConfig(**kwargs)
 
 

@@ -1,0 +1,120 @@
+"""Smoke test of the layer benchmark harness on a tiny shape: it runs, the JSON has the fields,
+and every floor and ratio is ``max(FLOPs / rate, bytes / bandwidth)`` checked by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lc2d.cli import main
+from lc2d.commands.bench import load_suite
+
+suite = load_suite()
+from benchmarks.floors import MachineFloors, floor_ms, measure_numpy_copy_gbs  # noqa: E402
+from benchmarks.report import BEGIN, END, rewrite_between_markers  # noqa: E402
+from benchmarks.timing import TimingPolicy  # noqa: E402
+
+RATE_GFLOPS, BANDWIDTH_GBS = 50.0, 8.0
+# tiny: 8×8×2 input, 3×3 kernel, 4 filters, "valid" -> 6×6 locations, 18 taps per patch.
+L, P, F, INPUT, OUTPUT = 36, 18, 4, 8 * 8 * 2, 6 * 6 * 4
+
+
+def hand_floor_ms(batch: int) -> float:
+    flops = 2 * batch * L * P * F
+    nbytes = 4 * (L * P * F + L * F + batch * INPUT + batch * OUTPUT)
+    return max(flops / (RATE_GFLOPS * 1e9), nbytes / (BANDWIDTH_GBS * 1e9)) * 1e3
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    config = suite.SuiteConfig(workloads=("tiny",), batches=(1, 3),
+                               policy=TimingPolicy(budget_s=0.01, min_runs=5, max_runs=10, warmup=1))
+    return suite.run_suite(config, floors=MachineFloors(RATE_GFLOPS, BANDWIDTH_GBS), log=lambda _: None)
+
+
+def test_floor_ms_takes_the_larger_bound() -> None:
+    assert floor_ms(2e9, 1e6, 100.0, 10.0) == pytest.approx(20.0)  # compute bound: 2 GFLOP at 100 GFLOP/s
+    assert floor_ms(1e6, 1e9, 100.0, 10.0) == pytest.approx(100.0)  # memory bound: 1 GB at 10 GB/s
+    with pytest.raises(ValueError, match="positive"):
+        floor_ms(1.0, 1.0, 0.0, 1.0)
+
+
+def test_run_suite_records_every_method_with_hand_computed_floor(result: dict[str, Any]) -> None:
+    records = result["results"]
+    methods = {r["method"] for r in records}
+    assert {"tf_keras impl 1", "tf_keras impl 2", "tf_keras impl 3", "keras impl 1", "keras impl 2",
+            "keras impl 3", "onnx local", "onnx dense", "onnx sparse", "onnx auto"} <= methods
+    assert len(records) == 2 * len(methods)
+    for r in records:
+        assert r["status"] == "ok", r
+        assert r["flops"] == 2 * r["batch"] * L * P * F
+        assert r["floor_ms"] == pytest.approx(hand_floor_ms(r["batch"]), rel=1e-12)
+        assert r["ratio_to_floor"] == pytest.approx(r["median_ms"] / r["floor_ms"], rel=1e-12)
+        assert r["runs"] >= 5 and r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+        assert r["max_rel_error"] < 1e-5, r  # every method computes the reference function
+
+
+def test_summary_marks_targets_from_best_tf_keras_and_auto(result: dict[str, Any]) -> None:
+    for row in result["summary"]:
+        group = [r for r in result["results"] if r["batch"] == row["batch"]]
+        best = min(r["median_ms"] for r in group if r["family"] == "tf_keras")
+        auto = next(r for r in group if r["method"] == "onnx auto")
+        assert row["best_tf_keras_ms"] == best
+        assert row["speedup_vs_tf_keras"] == pytest.approx(best / auto["median_ms"])
+        assert set(row["auto_lowerings"].values()) <= {"local", "dense", "sparse"} | set(
+            r["variant"] for r in group if r["family"] == "onnx")
+    by_batch = {row["batch"]: row for row in result["summary"]}
+    assert by_batch[1]["speedup_target"]["target"] == 1.5
+    assert by_batch[1]["speedup_target"]["met"] == (by_batch[1]["speedup_vs_tf_keras"] >= 1.5)
+    assert by_batch[3]["speedup_target"] == {"target": None, "met": None}
+
+
+def test_skip_reasons_predict_oversized_configurations() -> None:
+    from benchmarks.workloads import dense_kernel_skip, tf_keras_sparse_skip
+
+    ref2 = suite.all_workloads()["ref2"].build(1)  # dense kernel 57,600 × 25,088 floats = 5.4 GiB
+    assert "out of memory" in (dense_kernel_skip(ref2, available_bytes=1e12) or "")
+    assert tf_keras_sparse_skip(ref2, max_indices=2_000_000) is not None  # 14.5 M indices
+    tiny = suite.all_workloads()["tiny"].build(1)
+    assert dense_kernel_skip(tiny, available_bytes=1e12) is None
+    assert tf_keras_sparse_skip(tiny, max_indices=2_000_000) is None
+
+
+def test_rewrite_between_markers_replaces_only_the_generated_part() -> None:
+    doc = f"# Title\n\nmethod\n\n{BEGIN}\nold table\n{END}\n\ntail\n"
+    new = rewrite_between_markers(doc, "new table")
+    assert "old table" not in new and "new table" in new
+    assert new.startswith("# Title\n\nmethod\n\n") and new.endswith("\ntail\n")
+    assert rewrite_between_markers(new, "again").count(BEGIN) == 1
+
+
+def test_measure_numpy_copy_gbs_is_positive() -> None:
+    assert measure_numpy_copy_gbs(mib=8, runs=2) > 0
+
+
+def test_bench_command_writes_json_chart_and_doc(tmp_path: Path) -> None:
+    (tmp_path / "performance.md").write_text(f"# Perf\n\nkept\n\n{BEGIN}\nstale\n{END}\n")
+    code = main(["bench", "--quick", "--shapes", "tiny", "--batch", "2", "--methods", "onnx",
+                 "--budget-s", "0.01", "--out", str(tmp_path)])
+    assert code == 0
+    data = json.loads((tmp_path / "perf" / "bench.json").read_text())
+    assert {"machine", "floors", "settings", "results", "summary"} <= set(data)
+    assert data["floors"]["matmul_gflops"] > 0 and data["floors"]["bandwidth_gbs"] > 0
+    assert (tmp_path / "perf" / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = (tmp_path / "performance.md").read_text()
+    assert "kept" in doc and "stale" not in doc and "onnx auto" in doc
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--shapes", "nonexistent"], "--shapes: expected names"),
+    (["--batch", "0"], "--batch: expected positive integers"),
+    (["--budget-s", "-1"], "--budget-s: expected a positive number"),
+])
+def test_bench_command_rejects_bad_arguments_with_exit_2(argv: list[str], expected: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--out", str(tmp_path), *argv]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "perf").exists()
