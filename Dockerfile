@@ -69,30 +69,33 @@ RUN set -eu; \
 # The serving image: python:3.11-slim, or the CUDA runtime base when GPU=1.
 FROM ${SERVE_IMAGE:-$PYTHON_IMAGE} AS serve
 ARG GPU
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    PATH=/opt/venv/bin:$PATH
-# python:3.11-slim has Python; the CUDA base (Ubuntu 24.04) gets its Python 3.12 from apt
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# python:3.11-slim has Python and pip; the CUDA base (Ubuntu 24.04) gets Python 3.12 from apt.
+# /opt/venv has neither pip nor setuptools: the base's pip installs into it (pip --python).
 RUN case "${GPU}" in "" | 1) ;; *) echo "GPU: expected 1 (GPU image) or empty (CPU image), received '${GPU}'" >&2; exit 2;; esac \
- && if ! command -v python3 >/dev/null || ! python3 -c "import venv, ensurepip" 2>/dev/null; then \
+ && if ! python3 -c "import venv, pip" 2>/dev/null; then \
         apt-get update \
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv python3-pip \
         && rm -rf /var/lib/apt/lists/*; \
     fi \
- && python3 -m venv /opt/venv
+ && python3 -m venv --without-pip /opt/venv
 # base dependencies only, in a layer of their own: onnxruntime (onnxruntime-gpu when GPU=1),
-# FastAPI, uvicorn, numpy, pydantic, ...
+# FastAPI, uvicorn, numpy, pydantic, ... Byte code is compiled for everything but test suites.
 COPY --from=requirements /requirements/ /tmp/requirements/
-RUN pip install -r "/tmp/requirements/base${GPU:+-gpu}.txt" \
+RUN python3 -m pip --python /opt/venv/bin/python install --no-compile -r "/tmp/requirements/base${GPU:+-gpu}.txt" \
+ && /opt/venv/bin/python -m compileall -q -j 0 -x '/tests?/' /opt/venv/lib \
  && rm -rf /tmp/requirements
-RUN groupadd --system --gid 10001 lc2d \
- && useradd --system --uid 10001 --gid lc2d --no-create-home --home-dir /nonexistent \
+RUN groupadd --gid 10001 lc2d \
+ && useradd --uid 10001 --gid lc2d --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin lc2d
 # the project itself, as a wheel: no source tree, no build tools
 COPY --from=builder /wheels/ /tmp/wheels/
-RUN pip install --no-deps /tmp/wheels/*.whl \
+RUN python3 -m pip --python /opt/venv/bin/python install --no-deps /tmp/wheels/*.whl \
  && rm -rf /tmp/wheels
 # the baked model repository; a volume mounted on /models replaces it
 COPY --from=builder /models/ /models/
+# only now: until here `python3` is the base's, which has pip
+ENV PATH=/opt/venv/bin:$PATH
 
 USER 10001:10001
 EXPOSE 8000

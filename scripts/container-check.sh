@@ -124,6 +124,31 @@ if mb >= float(sys.argv[2]):
 EOF
 }
 
+# Runs the smoke tool in a session of its own and, however it ends, stops every process of that
+# session: the tool's own clean-up stops `buildah run`'s parent shell but leaves the container's
+# server running (and holding the port).
+run_smoke() {
+  local smoke=$1 group_file rc=0
+  group_file=$(mktemp)
+  trap 'stop_group "$group_file"' EXIT
+  setsid --wait bash -c 'echo $$ > "$0"; exec bash "$@"' "$group_file" "$smoke" \
+      --port "$PORT" --probe /v2/health/ready \
+      --then "bash scripts/container-check.sh --predict http://127.0.0.1:$PORT" || rc=$?
+  stop_group "$group_file"
+  trap - EXIT
+  return "$rc"
+}
+
+stop_group() {
+  local group
+  group=$(cat "$1" 2>/dev/null || true)
+  rm -f "$1"
+  [ -n "$group" ] || return 0
+  kill -TERM -- "-$group" 2>/dev/null || return 0
+  for _ in $(seq 20); do kill -0 -- "-$group" 2>/dev/null || return 0; sleep 0.5; done
+  kill -KILL -- "-$group" 2>/dev/null || true
+}
+
 main() {
   cd "$(dirname "${BASH_SOURCE[0]}")/.."
   local smoke=${CONTAINER_SMOKE:-../shared/tools/container-smoke.sh}
@@ -139,8 +164,7 @@ main() {
   fi
   # the docker image format keeps HEALTHCHECK (buildah drops it in the default OCI format)
   export BUILDAH_FORMAT=docker
-  bash "$smoke" --port "$PORT" --probe /v2/health/ready \
-      --then "bash scripts/container-check.sh --predict http://127.0.0.1:$PORT"
+  run_smoke "$smoke"
   check_image
   print_size
   echo "container-check: OK"
