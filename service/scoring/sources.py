@@ -18,6 +18,8 @@ when pickled and reopened on first use.
 
 from __future__ import annotations
 
+import functools
+import os
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -52,6 +54,10 @@ class RowSource(Protocol):
     def row_names(self) -> tuple[str, ...] | None:
         """One name per row (image file names), or ``None`` for arrays."""
 
+    @property
+    def read_ahead(self) -> bool:
+        """Whether reading costs enough (decoding, decompressing) to overlap with inference."""
+
     def read(self, start: int, stop: int) -> np.ndarray:
         """Returns rows ``[start, stop)`` as a new array."""
 
@@ -84,6 +90,10 @@ class NpyRows:
         return None
 
     @property
+    def read_ahead(self) -> bool:
+        return self.member is not None  # decompression; plain reads are a memcpy from page cache
+
+    @functools.cached_property
     def row_bytes(self) -> int:
         """Bytes of one row."""
         return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
@@ -93,10 +103,15 @@ class NpyRows:
         if not 0 <= start <= stop <= self.shape[0]:
             raise IndexError(f"rows [{start}, {stop}) are outside [0, {self.shape[0]})")
         rows = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
-        handle = self._handle()
-        handle.seek(self.offset + start * self.row_bytes)
         view = memoryview(rows).cast("B") if rows.size else memoryview(b"")
-        if _read_exactly(handle, view) != len(view):
+        offset = self.offset + start * self.row_bytes
+        handle = self._handle()
+        if self.member is None:  # one pread per batch, no seek
+            filled = _pread_exactly(handle.fileno(), view, offset)
+        else:
+            handle.seek(offset)
+            filled = _read_exactly(handle, view)
+        if filled != len(view):
             raise ScoringInputError(f"{self.description} ended early: expected {self.shape[0]} rows of "
                                     f"{self.row_bytes} bytes, the file is truncated")
         return rows
@@ -153,6 +168,10 @@ class ImageFolderRows:
     @property
     def row_names(self) -> tuple[str, ...] | None:
         return self.files
+
+    @property
+    def read_ahead(self) -> bool:
+        return True
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Decodes images ``[start, stop)`` into a float32 batch."""
@@ -281,6 +300,17 @@ def _read_exactly(handle: IO[bytes], view: memoryview) -> int:
     filled = 0
     while filled < len(view):
         count = handle.readinto(view[filled:])  # type: ignore[attr-defined]
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def _pread_exactly(fd: int, view: memoryview, offset: int) -> int:
+    """Fills ``view`` from ``fd`` at ``offset``; returns the bytes read (fewer only at end of file)."""
+    filled = 0
+    while filled < len(view):
+        count = os.preadv(fd, [view[filled:]], offset + filled)
         if not count:
             break
         filled += count
