@@ -103,7 +103,7 @@ class NpyRows:
         if not 0 <= start <= stop <= self.shape[0]:
             raise IndexError(f"rows [{start}, {stop}) are outside [0, {self.shape[0]})")
         rows = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
-        view = memoryview(rows).cast("B") if rows.size else memoryview(b"")
+        view = memoryview(rows).cast("B") if rows.size else memoryview(b"")  # type: ignore[arg-type]
         offset = self.offset + start * self.row_bytes
         handle = self._handle()
         if self.member is None:  # one pread per batch, no seek

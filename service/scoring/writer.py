@@ -76,7 +76,7 @@ class NpyRowWriter:
             raise ValueError(f"rows [{start}, {stop}) are outside the file's [0, {self.shape[0]})")
         if self._written[start:stop].any():
             raise ValueError(f"rows [{start}, {stop}) overlap rows already written")
-        data = memoryview(np.ascontiguousarray(rows)).cast("B")
+        data = memoryview(np.ascontiguousarray(rows)).cast("B")  # type: ignore[arg-type]
         offset = self._data_offset + start * self.row_bytes
         while data:
             count = os.pwrite(self._fd, data, offset)
