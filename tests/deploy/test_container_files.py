@@ -270,6 +270,7 @@ def test_compose_score_job_runs_lc2d_score(compose: dict[str, Any]) -> None:
     score = compose["services"]["score"]
     assert score["profiles"] == ["jobs"] and score["restart"] == "no"
     assert score["image"] == compose["services"]["serve"]["image"]
+    assert score["build"] == compose["services"]["serve"]["build"], "score must build the serving image"
     command = cf.with_defaults(score["command"])
     assert command[:2] == ["lc2d", "score"] and "score" in VERBS
     try:
