@@ -173,7 +173,7 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     records, batches = result["results"], result["settings"]["batches"]
-    methods = methods_of(records)
+    methods = [m for m in methods_of(records) if any(r["method"] == m for r in _ok(records))]
     fig, axes = plt.subplots(len(batches), 1, figsize=(14, 4.2 * len(batches)), squeeze=False)
     colors = _family_colors(methods, plt)
     for ax, batch in zip(axes[:, 0], sorted(batches, reverse=True), strict=True):

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tf-keras-sparse-max-indices", type=int, default=None,
                         help="skip tf_keras implementation 3 above this many sparse indices (its index "
                              "build is pure Python); default: 2,000,000 (--quick: 200,000)")
+    parser.add_argument("--floors", type=float, nargs=2, default=None, metavar=("GFLOPS", "GBS"),
+                        help="use this matmul rate (GFLOP/s) and bandwidth (GB/s) instead of measuring "
+                             "them, e.g. to compare runs against the same floors")
     parser.add_argument("--no-docs", action="store_true",
                         help="print the table and write the JSON and chart, leave performance.md alone")
 
@@ -70,8 +73,10 @@ def build_config(args: argparse.Namespace, suite: Any) -> Any:
     batches = tuple(args.batch or (1, 64))
     if any(b <= 0 for b in batches):
         raise UsageError(f"--batch: expected positive integers. Received: {list(batches)}")
-    for name, value in (("--threads", args.threads), ("--budget-s", args.budget_s),
-                        ("--tf-keras-sparse-max-indices", args.tf_keras_sparse_max_indices)):
+    checks = [("--floors", v) for v in args.floors or ()] + [
+        ("--threads", args.threads), ("--budget-s", args.budget_s),
+        ("--tf-keras-sparse-max-indices", args.tf_keras_sparse_max_indices)]
+    for name, value in checks:
         _positive(name, value)
     policy = TimingPolicy(budget_s=args.budget_s or (0.2 if args.quick else 1.0),
                           warmup=1 if args.quick else 2)
@@ -91,7 +96,12 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args, suite)
     from benchmarks.report import markdown, write_chart, write_json, write_reports
 
-    result = suite.run_suite(config, quick=args.quick)
+    floors = None
+    if args.floors:
+        from benchmarks.floors import MachineFloors
+
+        floors = MachineFloors(args.floors[0], args.floors[1], matmul_n=0, copy_mib=0)
+    result = suite.run_suite(config, floors=floors, quick=args.quick)
     print()
     print(markdown(result, chart=None))
     if args.no_docs:

@@ -13,7 +13,12 @@ from lc2d.cli import main
 from lc2d.commands.bench import load_suite
 
 suite = load_suite()
-from benchmarks.floors import MachineFloors, floor_ms, measure_numpy_copy_gbs  # noqa: E402
+from benchmarks.floors import (  # noqa: E402
+    MachineFloors,
+    floor_ms,
+    measure_matmul_gflops,
+    measure_numpy_copy_gbs,
+)
 from benchmarks.report import BEGIN, END, rewrite_between_markers  # noqa: E402
 from benchmarks.timing import TimingPolicy  # noqa: E402
 
@@ -91,18 +96,22 @@ def test_rewrite_between_markers_replaces_only_the_generated_part() -> None:
     assert rewrite_between_markers(new, "again").count(BEGIN) == 1
 
 
-def test_measure_numpy_copy_gbs_is_positive() -> None:
+def test_measure_floors_gives_positive_rates() -> None:
     assert measure_numpy_copy_gbs(mib=8, runs=2) > 0
+    assert measure_matmul_gflops(threads=1, n=128, runs=2) > 0
 
 
 def test_bench_command_writes_json_chart_and_doc(tmp_path: Path) -> None:
     (tmp_path / "performance.md").write_text(f"# Perf\n\nkept\n\n{BEGIN}\nstale\n{END}\n")
     code = main(["bench", "--quick", "--shapes", "tiny", "--batch", "2", "--methods", "onnx",
-                 "--budget-s", "0.01", "--out", str(tmp_path)])
+                 "--budget-s", "0.01", "--floors", str(RATE_GFLOPS), str(BANDWIDTH_GBS),
+                 "--out", str(tmp_path)])
     assert code == 0
     data = json.loads((tmp_path / "perf" / "bench.json").read_text())
     assert {"machine", "floors", "settings", "results", "summary"} <= set(data)
-    assert data["floors"]["matmul_gflops"] > 0 and data["floors"]["bandwidth_gbs"] > 0
+    assert data["floors"]["matmul_gflops"] == RATE_GFLOPS and data["floors"]["bandwidth_gbs"] == BANDWIDTH_GBS
+    floors = [r["floor_ms"] for r in data["results"]]
+    assert floors == pytest.approx([hand_floor_ms(2)] * len(floors))
     assert (tmp_path / "perf" / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     doc = (tmp_path / "performance.md").read_text()
     assert "kept" in doc and "stale" not in doc and "onnx auto" in doc
@@ -112,6 +121,7 @@ def test_bench_command_writes_json_chart_and_doc(tmp_path: Path) -> None:
     (["--shapes", "nonexistent"], "--shapes: expected names"),
     (["--batch", "0"], "--batch: expected positive integers"),
     (["--budget-s", "-1"], "--budget-s: expected a positive number"),
+    (["--floors", "0", "10"], "--floors: expected a positive number"),
 ])
 def test_bench_command_rejects_bad_arguments_with_exit_2(argv: list[str], expected: str, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
