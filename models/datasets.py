@@ -135,6 +135,7 @@ def _label_problems(y: np.ndarray, n_images: int | None) -> list[str]:
 def _names_problems(names: np.ndarray | None, y: np.ndarray) -> list[str]:
     if names is None:
         return []
+    names = np.asarray(names)
     if names.ndim != 1 or names.dtype.kind not in "UO":
         return [f"labels must be a 1-D array of strings. Received {names.dtype} shape {names.shape}"]
     if y.ndim == 1 and y.dtype.kind in "biu" and len(y) and (y.min() < 0 or y.max() >= len(names)):

@@ -10,7 +10,7 @@ from pathlib import Path
 from lc2d.errors import UsageError
 
 HELP = "Train a LocallyConnected2D classifier on digits or an .npz file; save a .keras model."
-DEFAULT_EPOCHS = 30  # same as models.training.DEFAULT_EPOCHS, kept here so --help needs no Keras
+DEFAULT_EPOCHS = 20  # same as models.training.DEFAULT_EPOCHS, kept here so --help needs no Keras
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
