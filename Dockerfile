@@ -1,7 +1,7 @@
 # lc2d-serve container image: an ONNX Runtime + FastAPI server with a model baked in.
 #
 #   docker build -t lc2d-serve .                              # CPU, serves the digits model
-#   docker build -t lc2d-serve:gpu --build-arg GPU=1 .        # onnxruntime-gpu on CUDA 12 + cuDNN 9
+#   docker build -t lc2d-serve:gpu --build-arg GPU=1 .        # onnxruntime-gpu on CUDA 13 + cuDNN 9
 #   docker run --rm -p 8000:8000 lc2d-serve
 #
 # Stages: `requirements` turns pyproject.toml into pip requirement files; `builder` installs the
@@ -11,8 +11,10 @@
 # reaches the serving image. See docs/deployment.md.
 
 ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim
-ARG CUDA_IMAGE=docker.io/nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+ARG CUDA_IMAGE=docker.io/nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
 # GPU=1: onnxruntime-gpu on the CUDA runtime base. Empty (the default): CPU on python:3.11-slim.
+# onnxruntime-gpu from PyPI is built for one CUDA major (13 for 1.31); the build checks that
+# CUDA_IMAGE has the same one (nvidia/cuda images set CUDA_VERSION).
 ARG GPU=
 ARG SERVE_IMAGE=${GPU:+$CUDA_IMAGE}
 
@@ -70,6 +72,9 @@ RUN set -eu; \
 FROM ${SERVE_IMAGE:-$PYTHON_IMAGE} AS serve
 ARG GPU
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ARG CUDA_MATCH_CHECK="import os, sys; from onnxruntime.capi.build_and_package_info import cuda_version as ort; \
+base = os.environ['CUDA_VERSION']; ok = ort.split('.')[0] == base.split('.')[0]; \
+sys.exit(0 if ok else f'onnxruntime-gpu is built for CUDA {ort}; CUDA_IMAGE has CUDA {base}: pick a CUDA_IMAGE of the same major')"
 # python:3.11-slim has Python and pip; the CUDA base (Ubuntu 24.04) gets Python 3.12 from apt.
 # /opt/venv has neither pip nor setuptools: the base's pip installs into it (pip --python).
 RUN case "${GPU}" in "" | 1) ;; *) echo "GPU: expected 1 (GPU image) or empty (CPU image), received '${GPU}'" >&2; exit 2;; esac \
@@ -84,7 +89,8 @@ RUN case "${GPU}" in "" | 1) ;; *) echo "GPU: expected 1 (GPU image) or empty (C
 COPY --from=requirements /requirements/ /tmp/requirements/
 RUN python3 -m pip --python /opt/venv/bin/python install --no-compile -r "/tmp/requirements/base${GPU:+-gpu}.txt" \
  && /opt/venv/bin/python -m compileall -q -j 0 -x '/tests?/' /opt/venv/lib \
- && rm -rf /tmp/requirements
+ && rm -rf /tmp/requirements \
+ && if [ -n "${GPU}" ] && [ -n "${CUDA_VERSION:-}" ]; then /opt/venv/bin/python -c "$CUDA_MATCH_CHECK"; fi
 RUN groupadd --gid 10001 lc2d \
  && useradd --uid 10001 --gid lc2d --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin lc2d

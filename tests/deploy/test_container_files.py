@@ -199,9 +199,21 @@ def test_gpu_build_arg_selects_cuda_base(dockerfile: cf.Dockerfile, serve_stage:
     args = dockerfile.global_args
     assert args["GPU"] == "", "the default image must be the CPU one"
     assert "cudnn-runtime" in args["CUDA_IMAGE"] and args["PYTHON_IMAGE"].endswith("python:3.11-slim")
+    assert re.search(r"cuda:13\.", args["CUDA_IMAGE"]), "PyPI's onnxruntime-gpu 1.31 needs CUDA 13"
     assert args["SERVE_IMAGE"] == "${GPU:+$CUDA_IMAGE}"
     assert serve_stage.base == "${SERVE_IMAGE:-$PYTHON_IMAGE}"
     assert "base${GPU:+-gpu}.txt" in " ".join(i.value for i in serve_stage.all("RUN"))
+
+
+@pytest.mark.parametrize(("value", "accepted"), [("", True), ("1", True), ("0", False), ("yes", False)])
+def test_gpu_build_arg_refuses_values_other_than_1(serve_stage: cf.Stage, value: str, accepted: bool) -> None:
+    run = next(i for i in serve_stage.all("RUN") if i.value.startswith("case "))
+    guard = run.value.split(" && ")[0]
+    result = subprocess.run(["bash", "-c", guard], env={"GPU": value, "PATH": os.environ["PATH"]},
+                            capture_output=True, text=True, timeout=10)
+    assert (result.returncode == 0) == accepted
+    if not accepted:
+        assert f"received '{value}'" in result.stderr and "expected 1" in result.stderr
 
 
 # --- docker-compose.yml ------------------------------------------------------------------------
