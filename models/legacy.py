@@ -145,11 +145,15 @@ def read_legacy_h5(path: str | Path) -> LegacyFile:
 # --- rebuilding layers ---------------------------------------------------------------------
 
 
-def accepted_keys(cls: type) -> set[str] | None:
-    """The config keys ``cls`` accepts, or ``None`` when its ``__init__`` takes any keyword."""
-    params = inspect.signature(cls.__init__).parameters
+def accepted_keys(cls: type) -> set[str]:
+    """The config keys ``cls`` accepts: its named ``__init__`` arguments and the base layer's.
+
+    Keras layers also take ``**kwargs``, but pass them to a base class that rejects unknown
+    keys, so only named arguments count.
+    """
+    params = inspect.signature(cls).parameters
     named = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    return named - {"self"} | BASE_LAYER_KEYS
+    return named | BASE_LAYER_KEYS
 
 
 def _translate_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -177,8 +181,7 @@ def rebuild_layer(class_name: str, config: dict[str, Any]) -> tuple[keras.layers
     if cls is None:
         raise LegacyImportError("no Keras 3 equivalent in lc2d")
     translated = _translate_config(class_name, config)
-    keys = accepted_keys(cls)
-    dropped = sorted(set(translated) - keys) if keys is not None else []
+    dropped = sorted(set(translated) - accepted_keys(cls))
     kept = {k: v for k, v in translated.items() if k not in dropped}
     try:
         return cls.from_config(kept), dropped
@@ -340,7 +343,7 @@ def tf_keras_mirror(model: keras.Model) -> Any:
         if isinstance(layer, ClassLabels):
             continue
         cls = getattr(tf_keras.layers, type(layer).__name__)
-        keys = accepted_keys(cls) or set()
+        keys = accepted_keys(cls)
         config = {k: v for k, v in layer.get_config().items()
                   if k in keys and k != "dtype" and not k.endswith(
                       ("_initializer", "_regularizer", "_constraint"))}
@@ -466,4 +469,5 @@ def import_legacy(path: str | Path, architecture: str | None = None,
 def _with_labels(model: keras.Model, labels: Sequence[str]) -> keras.Model:
     """``model`` followed by a ClassLabels layer (weights shared, not copied)."""
     outputs = ClassLabels(list(labels), name="labels")(model.outputs[0])
-    return keras.Model(model.inputs, outputs, name=model.name)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, outputs, name=model.name)

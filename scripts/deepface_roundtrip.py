@@ -78,7 +78,7 @@ def features(model, x: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def
     import tf_keras
 
     framework = tf_keras if is_tf_keras else keras
-    return np.asarray(framework.Model(model.inputs, tail)(x, training=False))
+    return np.asarray(framework.Model(model.inputs[0], tail)(x, training=False))
 
 
 def timed(label: str, timings: dict[str, float], fn, *args, **kwargs):  # type: ignore[no-untyped-def]
