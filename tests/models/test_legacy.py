@@ -8,7 +8,9 @@ it, and compares predictions on random inputs. Tolerance: 1e-5 of the largest ou
 from __future__ import annotations
 
 import itertools
+import json
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -224,3 +226,42 @@ def test_cli_import_legacy_bad_input_exits_2_with_one_line(arguments, small_deep
     assert main(["import-legacy", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lc2d import-legacy: error:") and "\n" not in err, err
+
+
+@pytest.mark.parametrize("implementation", (2, 3))
+def test_weights_only_import_detects_the_stored_implementation(implementation, tmp_path, rng):
+    model = tf_keras.Sequential([
+        tf_keras.Input(shape=(8, 8, 1)),
+        L.LocallyConnected2D(32, 3, activation="relu", implementation=implementation, name="local"),
+        L.Flatten(name="flatten"),
+        L.Dense(64, activation="relu", name="hidden"),
+        L.Dense(10, activation="softmax", name="probabilities"),
+    ])
+    he_randomize(model, rng)
+    path = tmp_path / "digits_weights.h5"
+    model.save_weights(path)
+    x = rng.standard_normal((3, 8, 8, 1)).astype("float32")
+
+    imported, report = import_legacy(path, architecture="digits_classifier")
+
+    assert imported.get_layer("local").implementation == implementation
+    assert rel_error(predict(imported, x), np.asarray(model(x))) <= RTOL
+    assert report.verified
+
+
+def test_unknown_keras_2_config_keys_are_dropped_and_reported(tmp_path, rng):
+    model = tf_keras.Sequential([tf_keras.Input(shape=(5, 5, 1)),
+                                 L.LocallyConnected2D(2, 3, name="local"), L.Flatten(name="flat")])
+    he_randomize(model, rng)
+    path = tmp_path / "extra.h5"
+    model.save(path)
+    with h5py.File(path, "r+") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        config["config"]["layers"][1]["config"]["keras2_only_option"] = True
+        h5.attrs["model_config"] = json.dumps(config)
+    x = rng.standard_normal((2, 5, 5, 1)).astype("float32")
+
+    imported, report = import_legacy(path, verify=False)  # tf_keras itself rejects the key
+
+    assert report.dropped_config_keys == {"local": ["keras2_only_option"]}
+    assert rel_error(predict(imported, x), np.asarray(model(x))) <= RTOL
