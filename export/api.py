@@ -11,7 +11,7 @@ from typing import Any
 
 import onnx
 
-from export.auto import DEFAULT_AUTO_BATCH, choose_lowering
+from export.auto import DEFAULT_AUTO_BATCHES, choose_lowering
 from export.errors import ExportError
 from export.graph import LoweredGraph, ModelWalk, lower_model, walk_model
 from export.lowerings import LC_STRATEGIES
@@ -21,7 +21,7 @@ from export.metadata import LayerRecord, ModelDescription, metadata_props, read_
 from export.parity import DEFAULT_BATCH_SIZES, DEFAULT_TOLERANCE, check_parity
 from export.runtime import DEFAULT_PROVIDER, make_session
 
-LOWERING_CHOICES = ("implementation", "local", "dense", "sparse", "auto")
+LOWERING_CHOICES = ("implementation", "local", "chunked", "dense", "sparse", "auto")
 BY_IMPLEMENTATION = {1: "local", 2: "dense", 3: "sparse"}
 MIN_OPSET = 17
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf cannot serialize a message of 2 GiB or more
@@ -66,7 +66,7 @@ def to_onnx(model: Any, path: str | os.PathLike[str], lowering: str = "implement
             check: bool = True, *, dense_budget_bytes: int = DEFAULT_DENSE_BUDGET_BYTES,
             external_data_threshold: int = EXTERNAL_DATA_THRESHOLD, provider: str = DEFAULT_PROVIDER,
             tolerance: float = DEFAULT_TOLERANCE, parity_batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-            auto_batch: int = DEFAULT_AUTO_BATCH) -> ExportReport:
+            auto_batches: tuple[int, ...] = DEFAULT_AUTO_BATCHES) -> ExportReport:
     """Export a Keras model to a standard-ONNX file.
 
     Args:
@@ -82,7 +82,7 @@ def to_onnx(model: Any, path: str | os.PathLike[str], lowering: str = "implement
         provider: ONNX Runtime execution provider for the parity check and ``auto`` timings.
         tolerance: largest accepted relative error of the parity check.
         parity_batch_sizes: batch sizes of the parity check.
-        auto_batch: batch size of the ``auto`` timings.
+        auto_batches: batch sizes at which ``auto`` times each lowering.
 
     Returns:
         An :class:`ExportReport`.
@@ -95,7 +95,7 @@ def to_onnx(model: Any, path: str | os.PathLike[str], lowering: str = "implement
     _validate(lowering, opset, tolerance)
     ctx = LoweringContext(opset=int(opset), dense_budget_bytes=int(dense_budget_bytes))
     walk = walk_model(model)
-    strategies, timings = _plan_strategies(walk, lowering, ctx, provider, auto_batch)
+    strategies, timings = _plan_strategies(walk, lowering, ctx, provider, auto_batches)
     graph = lower_model(walk, strategies, ctx)
     desc = _describe(model, walk, graph, lowering, strategies, timings, ctx.opset)
     target = Path(path)
@@ -131,11 +131,12 @@ def _lc_layers(walk: ModelWalk) -> list[Any]:
 
 
 def _plan_strategies(walk: ModelWalk, lowering: str, ctx: LoweringContext, provider: str,
-                     auto_batch: int) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+                     auto_batches: tuple[int, ...],
+                     ) -> tuple[dict[str, str], dict[str, dict[str, dict[str, float]]]]:
     """The strategy of every LocallyConnected2D; dense kernels over budget are refused here, up front."""
     layers = _lc_layers(walk)
     if lowering == "auto":
-        choices = {layer.name: choose_lowering(layer, ctx, provider, auto_batch) for layer in layers}
+        choices = {layer.name: choose_lowering(layer, ctx, provider, auto_batches) for layer in layers}
         return ({name: c.strategy for name, c in choices.items()},
                 {name: c.timings_ms for name, c in choices.items()})
     strategies = {layer.name: BY_IMPLEMENTATION[layer.implementation] if lowering == "implementation"
@@ -148,7 +149,7 @@ def _plan_strategies(walk: ModelWalk, lowering: str, ctx: LoweringContext, provi
 
 
 def _describe(model: Any, walk: ModelWalk, graph: LoweredGraph, lowering: str, strategies: dict[str, str],
-              timings: dict[str, dict[str, float]], opset: int) -> ModelDescription:
+              timings: dict[str, dict[str, dict[str, float]]], opset: int) -> ModelDescription:
     from models.labels import model_labels
 
     nodes = {layer.name: layer.nodes for layer in graph.layers}

@@ -25,7 +25,7 @@ class LayerRecord:
     implementation: int
     lowering: str
     nodes: int
-    timings_ms: dict[str, float] | None = None
+    timings_ms: dict[str, dict[str, float]] | None = None  # lowering -> batch size -> median ms
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {"name": self.name, "implementation": self.implementation,

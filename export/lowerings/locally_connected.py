@@ -53,9 +53,10 @@ def finish_output(layer: Any, y: Tensor) -> Lowered:
     name = layer.name
 
     def build(out: str) -> Lowered:
+        native = y.shape == geo.output_shape()  # already laid out: no Reshape needed
         if not layer.use_bias:
             return reshape(y, geo.output_shape(), out)
-        shaped = reshape(y, geo.output_shape(), f"{name}/output")
+        shaped = Lowered(y) if native else reshape(y, geo.output_shape(), f"{name}/output")
         bias = to_numpy(layer.bias).reshape(geo.output_shape())
         return shaped.extend(add_constant(shaped.output, bias, out))
 

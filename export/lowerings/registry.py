@@ -1,6 +1,6 @@
 """The one table of lowerings: ``(Keras layer class name, strategy) -> lowering``.
 
-LocallyConnected2D has three strategies (``local``, ``dense``, ``sparse``); every other layer
+LocallyConnected2D has four strategies (``local``, ``chunked``, ``dense``, ``sparse``); every other layer
 has one, ``standard``. Adding a layer is adding a row here and a function in its module.
 """
 
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from export.lowerings import standard
 from export.lowerings.base import Lowering
+from export.lowerings.chunked import lower_locally_connected_chunked
 from export.lowerings.dense import lower_locally_connected_dense
 from export.lowerings.local import lower_locally_connected_local
 from export.lowerings.sparse import lower_locally_connected_sparse
 
 STANDARD = "standard"
 LC_TYPE = "LocallyConnected2D"
-LC_STRATEGIES = ("local", "dense", "sparse")
+LC_STRATEGIES = ("local", "chunked", "dense", "sparse")
 
 _IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
                     "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
@@ -22,6 +23,7 @@ _IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialD
 
 LOWERINGS: dict[tuple[str, str], Lowering] = {
     (LC_TYPE, "local"): lower_locally_connected_local,
+    (LC_TYPE, "chunked"): lower_locally_connected_chunked,
     (LC_TYPE, "dense"): lower_locally_connected_dense,
     (LC_TYPE, "sparse"): lower_locally_connected_sparse,
     ("Conv2D", STANDARD): standard.lower_conv2d,

@@ -37,7 +37,7 @@ def lc_stack(implementation: int, data_format: str) -> Any:
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("implementation", [1, 2, 3])
-@pytest.mark.parametrize("lowering", ["local", "dense", "sparse"])
+@pytest.mark.parametrize("lowering", ["local", "chunked", "dense", "sparse"])
 def test_export_lc_stack_matches_keras_for_every_lowering(
         lowering: str, implementation: int, data_format: str, tmp_path: Path,
         export_rng: np.random.Generator) -> None:
@@ -69,10 +69,12 @@ def test_export_auto_keeps_fastest_measured_lowering(tmp_path: Path, export_rng:
     to_onnx(model, path, lowering="auto")
     layers = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["lc2d.layers"])
     for layer in layers:
-        timings = layer["timings_ms"]
-        assert set(timings) == {"local", "dense", "sparse"}
-        assert all(t > 0 for t in timings.values())
-        assert layer["lowering"] == min(timings, key=timings.get)
+        timings = layer["timings_ms"]  # lowering -> batch size -> median ms
+        assert set(timings) == {"local", "chunked", "dense", "sparse"}
+        assert all(set(t) == {"1", "64"} and min(t.values()) > 0 for t in timings.values())
+        best = {b: min(t[b] for t in timings.values()) for b in ("1", "64")}
+        worst = {s: max(t[b] / best[b] for b in best) for s, t in timings.items()}
+        assert worst[layer["lowering"]] == min(worst.values())
     assert_matches_keras(model, path, random_input(export_rng, model))
 
 
@@ -82,10 +84,10 @@ def test_export_auto_skips_dense_over_budget(tmp_path: Path) -> None:
     report = to_onnx(lc_stack(1, "channels_last"), tmp_path / "m.onnx", lowering="auto",
                      dense_budget_bytes=1)
     for layer in report.layers:
-        assert set(layer["timings_ms"]) == {"local", "sparse"}
+        assert set(layer["timings_ms"]) == {"local", "chunked", "sparse"}
 
 
-@pytest.mark.parametrize("lowering", ["local", "dense", "sparse"])
+@pytest.mark.parametrize("lowering", ["local", "chunked", "dense", "sparse"])
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_lowering_node_count_is_small_and_independent_of_size(
@@ -122,3 +124,19 @@ def test_sparse_lowering_stores_no_dense_kernel(tmp_path: Path) -> None:
     assert stored == nonzeros + padding_taps + biases
     assert stored < min(g.input_size * g.output_size for g in geos[:2])
     assert {n.domain for n in proto.graph.node} <= {""}
+
+
+def test_chunked_lowering_with_a_ragged_last_chunk_matches_keras(
+        tmp_path: Path, export_rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from export import to_onnx
+    from export.lowerings import chunked
+
+    model = lc_stack(1, "channels_last")
+    # ~7 locations per chunk: several chunks, and a last one padded with zero-weight locations
+    monkeypatch.setattr(chunked, "CHUNK_BYTES", 7 * 2 * 9 * 64 * 4)
+    layer = model.layers[0]
+    assert layer.geometry.locations % chunked.chunk_size(layer.geometry) != 0
+    path = tmp_path / "chunked.onnx"
+    to_onnx(model, path, lowering="chunked")
+    onnx.checker.check_model(str(path), full_check=True)
+    assert_matches_keras(model, path, random_input(export_rng, model, batch=3))
