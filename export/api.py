@@ -62,7 +62,7 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def to_onnx(model: Any, path: str | os.PathLike[str], lowering: str = "implementation", opset: int = 17,
+def to_onnx(model: Any, path: str | os.PathLike[str], lowering: str = "implementation", opset: int = 20,
             check: bool = True, *, dense_budget_bytes: int = DEFAULT_DENSE_BUDGET_BYTES,
             external_data_threshold: int = EXTERNAL_DATA_THRESHOLD, provider: str = DEFAULT_PROVIDER,
             tolerance: float = DEFAULT_TOLERANCE, parity_batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,

@@ -14,6 +14,7 @@ from onnx import helper
 
 from export.lowerings.base import Lowered, Tensor, UnsupportedLayer, constant
 
+GELU_OPSET = 20  # Gelu joined the standard domain in opset 20
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
@@ -49,7 +50,7 @@ def _relu6(x: Tensor, out: str) -> Lowered:
 
 
 def _gelu(x: Tensor, out: str) -> Lowered:
-    # 0.5 * x * (1 + erf(x / sqrt(2))): Gelu itself is opset 20, this works from 17.
+    # 0.5 * x * (1 + erf(x / sqrt(2))), for opsets before Gelu (20).
     names = [f"{out}/{s}" for s in ("scaled", "erf", "one_plus", "x_times")]
     consts = [constant(f"{out}/sqrt2", math.sqrt(2.0)), constant(f"{out}/one", 1.0),
               constant(f"{out}/half", 0.5)]
@@ -81,11 +82,14 @@ def activation_name(fn: Any) -> str:
     return "linear" if fn is None else str(getattr(fn, "__name__", fn))
 
 
-def lower_activation(fn: Any, x: Tensor, out: str) -> Lowered:
+def lower_activation(fn: Any, x: Tensor, out: str, opset: int = GELU_OPSET) -> Lowered:
     """Apply the Keras activation ``fn`` to ``x``, writing ``out`` (nothing for linear)."""
     name = activation_name(fn)
     if name == "linear":
         return Lowered(x)
+    if name == "gelu" and opset >= GELU_OPSET:  # the exact (erf) form, as keras.activations.gelu
+        node = helper.make_node("Gelu", [x.name], [out], name=out, approximate="none")
+        return Lowered(Tensor(out, x.shape), [node])
     if name in _SINGLE_OP:
         op, attrs = _SINGLE_OP[name]
         return Lowered(Tensor(out, x.shape), [helper.make_node(op, [x.name], [out], name=out, **attrs)])
@@ -102,9 +106,9 @@ def is_supported_activation(fn: Any) -> bool:
 
 
 
-def activated(fn: Any, name: str, build: Callable[[str], Lowered]) -> Lowered:
+def activated(fn: Any, name: str, build: Callable[[str], Lowered], opset: int = GELU_OPSET) -> Lowered:
     """``build(pre)`` followed by the activation, so that the final tensor is called ``name``."""
     if activation_name(fn) == "linear":
         return build(name)
     pre = build(f"{name}/linear")
-    return pre.extend(lower_activation(fn, pre.output, name))
+    return pre.extend(lower_activation(fn, pre.output, name, opset))

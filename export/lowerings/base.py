@@ -34,7 +34,7 @@ class Tensor:
 class LoweringContext:
     """Options shared by every lowering of one export."""
 
-    opset: int = 17
+    opset: int = 20
     dense_budget_bytes: int = DEFAULT_DENSE_BUDGET_BYTES
 
 

@@ -43,4 +43,4 @@ def lower_locally_connected_dense(layer: Any, x: Tensor, ctx: LoweringContext) -
     product = Lowered(Tensor(out, (geo.output_size,)), [helper.make_node(
         "MatMul", [flat.output.name, kernel], [out], name=out)], [constant(kernel, weights)])
     body = flat.extend(product)
-    return body.extend(finish_output(layer, body.output))
+    return body.extend(finish_output(layer, body.output, ctx))

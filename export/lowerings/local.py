@@ -93,4 +93,4 @@ def lower_locally_connected_local(layer: Any, x: Tensor, ctx: LoweringContext) -
               shape_constant(n["patch_shape"], (geo.output_rows, geo.output_cols, geo.patch_size, -1)),
               constant(n["kernel"], rowcol_kernel(layer))]
     body = Lowered(Tensor(out, geo.output_shape()), nodes, inits)
-    return body.extend(finish_output(layer, body.output))
+    return body.extend(finish_output(layer, body.output, ctx))

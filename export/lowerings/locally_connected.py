@@ -14,7 +14,15 @@ import numpy as np
 from onnx import helper
 
 from export.lowerings.activations import activated
-from export.lowerings.base import Lowered, Tensor, add_constant, constant, reshape, to_numpy
+from export.lowerings.base import (
+    Lowered,
+    LoweringContext,
+    Tensor,
+    add_constant,
+    constant,
+    reshape,
+    to_numpy,
+)
 from models.geometry import LocalGeometry
 from models.kernels import convert_kernel
 
@@ -47,7 +55,7 @@ def flatten_input(x: Tensor, geo: LocalGeometry, prefix: str, zero_slot: bool) -
     return flat.extend(padded)
 
 
-def finish_output(layer: Any, y: Tensor) -> Lowered:
+def finish_output(layer: Any, y: Tensor, ctx: LoweringContext) -> Lowered:
     """Reshape ``y`` to the native output shape, add the bias, apply the activation."""
     geo = geometry_of(layer)
     name = layer.name
@@ -60,7 +68,7 @@ def finish_output(layer: Any, y: Tensor) -> Lowered:
         bias = to_numpy(layer.bias).reshape(geo.output_shape())
         return shaped.extend(add_constant(shaped.output, bias, out))
 
-    return activated(layer.activation, name, build)
+    return activated(layer.activation, name, build, ctx.opset)
 
 
 def dense_kernel_bytes(geo: LocalGeometry) -> int:

@@ -46,4 +46,4 @@ def lower_locally_connected_sparse(layer: Any, x: Tensor, ctx: LoweringContext) 
     body = body.extend(reduce("ReduceSum", body.output, [2], False, f"{name}/sums", ctx))  # (N, L, F)
     if geo.channels_first:
         body = body.extend(transpose(body.output, [0, 2, 1], f"{name}/filters_first"))
-    return body.extend(finish_output(layer, body.output))
+    return body.extend(finish_output(layer, body.output, ctx))

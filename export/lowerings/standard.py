@@ -93,7 +93,7 @@ def lower_conv2d(layer: Any, x: Tensor, ctx: LoweringContext) -> Lowered:
         nchw = shape if cf else (shape[2], shape[0], shape[1])
         return Lowered(Tensor(out, nchw), [node], [constant(k, v) for k, v in weights.items()])
 
-    return activated(layer.activation, layer.name, lambda out: _in_nchw(layer, x, conv, out))
+    return activated(layer.activation, layer.name, lambda out: _in_nchw(layer, x, conv, out), ctx.opset)
 
 
 def _lower_pool(op: str, layer: Any, x: Tensor, extra: dict[str, Any]) -> Lowered:
@@ -156,7 +156,7 @@ def lower_dense(layer: Any, x: Tensor, ctx: LoweringContext) -> Lowered:
             return product
         return product.extend(add_constant(product.output, to_numpy(layer.bias), out))
 
-    return activated(layer.activation, layer.name, build)
+    return activated(layer.activation, layer.name, build, ctx.opset)
 
 
 def lower_flatten(layer: Any, x: Tensor, ctx: LoweringContext) -> Lowered:
@@ -183,7 +183,7 @@ def lower_permute(layer: Any, x: Tensor, ctx: LoweringContext) -> Lowered:
 
 def lower_activation_layer(layer: Any, x: Tensor, ctx: LoweringContext) -> Lowered:
     """Keras Activation: the named activation. ONNX ops: that activation's op(s)."""
-    return lower_activation(layer.activation, x, layer.name)
+    return lower_activation(layer.activation, x, layer.name, ctx.opset)
 
 
 def lower_relu(layer: Any, x: Tensor, ctx: LoweringContext) -> Lowered:

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how each LocallyConnected2D is lowered: as its implementation says "
                              "(1 local, 2 dense, 3 sparse), one strategy for all, or auto (fastest "
                              "measured); default: implementation")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, at least 17; default: 17")
+    parser.add_argument("--opset", type=int, default=20, help="ONNX opset, at least 17; default: 20")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the parity check (ONNX Runtime vs Keras on random inputs)")
     parser.add_argument("--dense-budget-mib", type=float, default=DEFAULT_DENSE_BUDGET_MIB,

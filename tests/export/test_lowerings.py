@@ -140,3 +140,35 @@ def test_chunked_lowering_with_a_ragged_last_chunk_matches_keras(
     to_onnx(model, path, lowering="chunked")
     onnx.checker.check_model(str(path), full_check=True)
     assert_matches_keras(model, path, random_input(export_rng, model, batch=3))
+
+
+@pytest.mark.parametrize(("opset", "bound"), [(20, 12), (17, 14)])
+def test_local_lowering_with_padding_bias_and_gelu_stays_within_bound(opset: int, bound: int) -> None:
+    from export.lowerings import LOWERINGS
+    from export.lowerings.base import LoweringContext, Tensor
+    from models.locally_connected import LocallyConnected2D
+
+    layer = LocallyConnected2D(4, 3, padding="same", activation="gelu", name="lc")
+    layer.build((None, 9, 9, 2))
+    for strategy in ("local", "chunked", "dense", "sparse"):
+        lowered = LOWERINGS[("LocallyConnected2D", strategy)](layer, Tensor("x", (9, 9, 2)),
+                                                              LoweringContext(opset=opset))
+        # opset 20 has Gelu; before it the exact erf form costs 5 nodes
+        assert len(lowered.nodes) <= bound, strategy
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_gelu_locally_connected_matches_keras_at_opset(opset: int, tmp_path: Path,
+                                                       export_rng: np.random.Generator) -> None:
+    import keras
+
+    from export import to_onnx
+    from models.locally_connected import LocallyConnected2D
+
+    model = keras.Sequential([keras.Input((9, 9, 2), name="input"),
+                              LocallyConnected2D(4, 3, padding="same", activation="gelu",
+                                                 bias_initializer="random_normal")])
+    path = tmp_path / "gelu.onnx"
+    report = to_onnx(model, path, opset=opset)
+    assert report.opset == opset
+    assert_matches_keras(model, path, random_input(export_rng, model, batch=3))

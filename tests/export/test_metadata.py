@@ -39,7 +39,7 @@ def test_export_metadata_describes_model_without_keras(tmp_path: Path) -> None:
     assert {"lc2d", "onnxruntime", "tensorflow", "numpy"} <= set(versions)
     parity = float(meta["lc2d.parity_max_rel_error"])
     assert 0 <= parity < 1e-4 and parity == float(f"{report.parity_max_rel_error:.3e}")
-    assert meta["lc2d.lowering_requested"] == "implementation" and meta["lc2d.opset"] == "17"
+    assert meta["lc2d.lowering_requested"] == "implementation" and meta["lc2d.opset"] == "20"
 
 
 def test_export_graph_is_standard_with_dynamic_batch(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_export_graph_is_standard_with_dynamic_batch(tmp_path: Path) -> None:
     to_onnx(digits_classifier(implementation=1), path)
     proto = onnx.load(str(path))
     onnx.checker.check_model(str(path), full_check=True)
-    assert [(o.domain, o.version) for o in proto.opset_import] == [("", 17)]
+    assert [(o.domain, o.version) for o in proto.opset_import] == [("", 20)]
     assert {n.domain for n in proto.graph.node} == {""}
     assert len(proto.graph.input) == 1
     dims = proto.graph.input[0].type.tensor_type.shape.dim
