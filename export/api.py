@@ -21,7 +21,7 @@ from export.metadata import LayerRecord, ModelDescription, metadata_props, read_
 from export.parity import DEFAULT_BATCH_SIZES, DEFAULT_TOLERANCE, check_parity
 from export.runtime import DEFAULT_PROVIDER, make_session
 
-LOWERING_CHOICES = ("implementation", "local", "chunked", "dense", "sparse", "auto")
+LOWERING_CHOICES = ("implementation", "local", "chunked", "adaptive", "dense", "sparse", "auto")
 BY_IMPLEMENTATION = {1: "local", 2: "dense", 3: "sparse"}
 MIN_OPSET = 17
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf cannot serialize a message of 2 GiB or more

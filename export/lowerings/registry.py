@@ -1,12 +1,14 @@
 """The one table of lowerings: ``(Keras layer class name, strategy) -> lowering``.
 
-LocallyConnected2D has four strategies (``local``, ``chunked``, ``dense``, ``sparse``); every other layer
-has one, ``standard``. Adding a layer is adding a row here and a function in its module.
+LocallyConnected2D has five strategies (``local``, ``chunked``, ``adaptive``, ``dense``,
+``sparse``); every other layer has one, ``standard``. Adding a layer is adding a row here
+and a function in its module.
 """
 
 from __future__ import annotations
 
 from export.lowerings import standard
+from export.lowerings.adaptive import lower_locally_connected_adaptive
 from export.lowerings.base import Lowering
 from export.lowerings.chunked import lower_locally_connected_chunked
 from export.lowerings.dense import lower_locally_connected_dense
@@ -15,7 +17,7 @@ from export.lowerings.sparse import lower_locally_connected_sparse
 
 STANDARD = "standard"
 LC_TYPE = "LocallyConnected2D"
-LC_STRATEGIES = ("local", "chunked", "dense", "sparse")
+LC_STRATEGIES = ("local", "chunked", "adaptive", "dense", "sparse")
 
 _IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
                     "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
@@ -24,6 +26,7 @@ _IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialD
 LOWERINGS: dict[tuple[str, str], Lowering] = {
     (LC_TYPE, "local"): lower_locally_connected_local,
     (LC_TYPE, "chunked"): lower_locally_connected_chunked,
+    (LC_TYPE, "adaptive"): lower_locally_connected_adaptive,
     (LC_TYPE, "dense"): lower_locally_connected_dense,
     (LC_TYPE, "sparse"): lower_locally_connected_sparse,
     ("Conv2D", STANDARD): standard.lower_conv2d,

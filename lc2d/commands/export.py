@@ -11,7 +11,7 @@ from typing import Any
 from lc2d.errors import UsageError
 
 HELP = "Export a .keras model to standard ONNX, LocallyConnected2D lowered as asked; parity-checked."
-LOWERINGS = ("implementation", "local", "chunked", "dense", "sparse", "auto")  # = export.LOWERING_CHOICES
+LOWERINGS = ("implementation", "local", "chunked", "adaptive", "dense", "sparse", "auto")  # = export.LOWERING_CHOICES
 DEFAULT_DENSE_BUDGET_MIB = 1024
 
 

@@ -37,7 +37,7 @@ def lc_stack(implementation: int, data_format: str) -> Any:
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("implementation", [1, 2, 3])
-@pytest.mark.parametrize("lowering", ["local", "chunked", "dense", "sparse"])
+@pytest.mark.parametrize("lowering", ["local", "chunked", "adaptive", "dense", "sparse"])
 def test_export_lc_stack_matches_keras_for_every_lowering(
         lowering: str, implementation: int, data_format: str, tmp_path: Path,
         export_rng: np.random.Generator) -> None:
@@ -70,7 +70,7 @@ def test_export_auto_keeps_fastest_measured_lowering(tmp_path: Path, export_rng:
     layers = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["lc2d.layers"])
     for layer in layers:
         timings = layer["timings_ms"]  # lowering -> batch size -> median ms
-        assert set(timings) == {"local", "chunked", "dense", "sparse"}
+        assert set(timings) == {"local", "chunked", "adaptive", "dense", "sparse"}
         assert all(set(t) == {"1", "64"} and min(t.values()) > 0 for t in timings.values())
         best = {b: min(t[b] for t in timings.values()) for b in ("1", "64")}
         worst = {s: max(t[b] / best[b] for b in best) for s, t in timings.items()}
@@ -84,10 +84,10 @@ def test_export_auto_skips_dense_over_budget(tmp_path: Path) -> None:
     report = to_onnx(lc_stack(1, "channels_last"), tmp_path / "m.onnx", lowering="auto",
                      dense_budget_bytes=1)
     for layer in report.layers:
-        assert set(layer["timings_ms"]) == {"local", "chunked", "sparse"}
+        assert set(layer["timings_ms"]) == {"local", "chunked", "adaptive", "sparse"}
 
 
-@pytest.mark.parametrize("lowering", ["local", "chunked", "dense", "sparse"])
+@pytest.mark.parametrize("lowering", ["local", "chunked", "adaptive", "dense", "sparse"])
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_lowering_node_count_is_small_and_independent_of_size(
@@ -150,7 +150,7 @@ def test_local_lowering_with_padding_bias_and_gelu_stays_within_bound(opset: int
 
     layer = LocallyConnected2D(4, 3, padding="same", activation="gelu", name="lc")
     layer.build((None, 9, 9, 2))
-    for strategy in ("local", "chunked", "dense", "sparse"):
+    for strategy in ("local", "chunked", "adaptive", "dense", "sparse"):
         lowered = LOWERINGS[("LocallyConnected2D", strategy)](layer, Tensor("x", (9, 9, 2)),
                                                               LoweringContext(opset=opset))
         # opset 20 has Gelu; before it the exact erf form costs 5 nodes
@@ -172,3 +172,17 @@ def test_gelu_locally_connected_matches_keras_at_opset(opset: int, tmp_path: Pat
     report = to_onnx(model, path, opset=opset)
     assert report.opset == opset
     assert_matches_keras(model, path, random_input(export_rng, model, batch=3))
+
+
+@pytest.mark.parametrize("batch", [1, 15, 16, 40])
+def test_adaptive_lowering_matches_keras_on_both_sides_of_the_switch(
+        batch: int, tmp_path: Path, export_rng: np.random.Generator) -> None:
+    from export import to_onnx
+    from export.lowerings.adaptive import LARGE_BATCH
+
+    assert LARGE_BATCH == 16
+    model = lc_stack(1, "channels_first")
+    path = tmp_path / "adaptive.onnx"
+    to_onnx(model, path, lowering="adaptive")
+    onnx.checker.check_model(str(path), full_check=True)
+    assert_matches_keras(model, path, random_input(export_rng, model, batch=batch))
