@@ -26,7 +26,7 @@ VERBS: dict[str, str] = {
 
 
 def _available_verbs() -> dict[str, object]:
-    modules = {}
+    modules: dict[str, object] = {}
     for verb, name in VERBS.items():
         try:
             modules[verb] = importlib.import_module(f"lc2d.commands.{name}")
