@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import Request, Response
 
 from service.errors import (
@@ -57,6 +58,10 @@ def require_media_type(request: Request, accepted: tuple[str, ...]) -> str:
 def parse_json(body: bytes) -> Any:
     """Decodes a JSON body, or 400 saying where it is broken."""
     try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass  # strict JSON has no NaN/Infinity tokens; the standard library reads them
+    try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise MalformedRequestError(f"the body is not valid JSON: {err}", expected="JSON") from err
@@ -86,9 +91,13 @@ def preferred_response(request: Request, offered: tuple[str, ...] = (JSON, NPY))
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response serialised once with the standard library (no FastAPI re-encoding)."""
-    return Response(json.dumps(content, separators=(",", ":")).encode(), status_code=status_code,
-                    media_type=JSON, headers=headers)
+    """A JSON response serialised once with orjson (no FastAPI re-encoding).
+
+    orjson writes NumPy arrays directly (float32 values in their shortest exact form), which is
+    5-10x faster than ``json.dumps`` of ``tolist()`` for outputs of tens of thousands of floats.
+    """
+    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    return Response(body, status_code=status_code, media_type=JSON, headers=headers)
 
 
 def npy_response(array: np.ndarray, headers: dict[str, str] | None = None) -> Response:

@@ -107,8 +107,8 @@ def predict_answer(outputs: dict[str, np.ndarray], contract: InputContract, colu
     if columnar:
         answer: dict[str, Any] = {"outputs": outputs[names[0]].tolist() if len(names) == 1
                                   else {name: outputs[name].tolist() for name in names}}
-    elif len(names) == 1:
-        answer = {"predictions": outputs[names[0]].tolist()}
+    elif len(names) == 1:  # the array itself: json_response writes it as nested lists
+        answer = {"predictions": np.ascontiguousarray(outputs[names[0]])}
     else:
         per_output = {name: outputs[name].tolist() for name in names}
         rows = len(outputs[names[0]])
