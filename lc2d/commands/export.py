@@ -11,7 +11,8 @@ from typing import Any
 from lc2d.errors import UsageError
 
 HELP = "Export a .keras model to standard ONNX, LocallyConnected2D lowered as asked; parity-checked."
-LOWERINGS = ("implementation", "local", "chunked", "adaptive", "dense", "sparse", "auto")  # = export.LOWERING_CHOICES
+# the same as export.LOWERING_CHOICES, kept here so that `lc2d --help` imports no TensorFlow
+LOWERINGS = ("implementation", "local", "chunked", "adaptive", "dense", "sparse", "auto")
 DEFAULT_DENSE_BUDGET_MIB = 1024
 
 
