@@ -100,7 +100,7 @@ class LocalGeometry:
 
     # --- index maps -------------------------------------------------------------------
 
-    def _axis_taps(self, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    def axis_taps(self, axis: int) -> tuple[np.ndarray, np.ndarray]:
         """Input index of every (output position, tap) along one axis, and whether it is on the input."""
         size = (self.input_rows, self.input_cols)[axis]
         kernel, stride = self.kernel_size[axis], self.strides[axis]
@@ -110,8 +110,8 @@ class LocalGeometry:
 
     @cached_property
     def _patch_index(self) -> tuple[np.ndarray, np.ndarray]:
-        rows, row_ok = self._axis_taps(0)  # (OR, kh)
-        cols, col_ok = self._axis_taps(1)  # (OC, kw)
+        rows, row_ok = self.axis_taps(0)  # (OR, kh)
+        cols, col_ok = self.axis_taps(1)  # (OC, kw)
         ch = np.arange(self.channels)
         r = rows[:, None, :, None, None]
         c = cols[None, :, None, :, None]
@@ -174,8 +174,8 @@ class LocalGeometry:
 
     def connectivity_mask(self) -> np.ndarray:
         """Implementation 2's mask, broadcastable against its 6-D kernel (tf_keras layout)."""
-        rows, row_ok = self._axis_taps(0)
-        cols, col_ok = self._axis_taps(1)
+        rows, row_ok = self.axis_taps(0)
+        cols, col_ok = self.axis_taps(1)
         row_mask = np.zeros((self.input_rows, self.output_rows), bool)
         col_mask = np.zeros((self.input_cols, self.output_cols), bool)
         for mask, idx, ok in ((row_mask, rows, row_ok), (col_mask, cols, col_ok)):

@@ -31,16 +31,13 @@ from export.lowerings.locally_connected import (
     index_constant,
     kernel_as,
 )
-from models.geometry import LocalGeometry, window_starts
+from models.geometry import LocalGeometry
 
 
-def axis_taps(geo: LocalGeometry, axis: int) -> np.ndarray:
+def padded_axis_taps(geo: LocalGeometry, axis: int) -> np.ndarray:
     """``(out_len, k)`` input index of each tap along one axis; off-input taps -> the pad slot."""
-    size = (geo.input_rows, geo.input_cols)[axis]
-    out_len = (geo.output_rows, geo.output_cols)[axis]
-    kernel, stride = geo.kernel_size[axis], geo.strides[axis]
-    taps = window_starts(out_len, kernel, stride, geo.padding)[:, None] + np.arange(kernel)
-    return np.where((taps >= 0) & (taps < size), taps, size)
+    taps, on_input = geo.axis_taps(axis)
+    return np.where(on_input, taps, (geo.input_rows, geo.input_cols)[axis])
 
 
 def rowcol_kernel(layer: Any) -> np.ndarray:
@@ -88,8 +85,8 @@ def lower_locally_connected_local(layer: Any, x: Tensor, ctx: LoweringContext) -
                          perm=[3, 2, 0, 1] if geo.channels_first else [3, 0, 1, 2]),
     ]
     limit = max(geo.input_rows, geo.input_cols) + 1
-    inits += [index_constant(n["row_taps"], axis_taps(geo, 0), limit),
-              index_constant(n["col_taps"], axis_taps(geo, 1), limit),
+    inits += [index_constant(n["row_taps"], padded_axis_taps(geo, 0), limit),
+              index_constant(n["col_taps"], padded_axis_taps(geo, 1), limit),
               shape_constant(n["patch_shape"], (geo.output_rows, geo.output_cols, geo.patch_size, -1)),
               constant(n["kernel"], rowcol_kernel(layer))]
     body = Lowered(Tensor(out, geo.output_shape()), nodes, inits)
