@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from service.dataplane import DataPlane
 
 
-def get_dataplane(request: Request) -> DataPlane:
-    """The app's data plane (set by ``service.app.create_app``)."""
+async def get_dataplane(request: Request) -> DataPlane:
+    """The app's data plane (set by ``service.app.create_app``); async, so no thread hop."""
     return request.app.state.dataplane  # type: ignore[no-any-return]
 
 
