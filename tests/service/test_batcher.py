@@ -3,6 +3,7 @@
 import asyncio
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +29,19 @@ class Recorder:
         self.depths.append(depth)
 
 
+def submit_all(requests: list[np.ndarray], **options: Any) -> list[dict[str, np.ndarray]]:
+    """Submits every request concurrently to a ``doubled`` batcher, then closes it."""
+
+    async def scenario() -> list[dict[str, np.ndarray]]:
+        batcher = DynamicBatcher(doubled, **options)
+        batcher.start()
+        answers = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        await batcher.close()
+        return answers
+
+    return asyncio.run(scenario())
+
+
 def test_merge_and_split_return_each_request_its_rows(rng: np.random.Generator) -> None:
     requests = [rng.random((n, 3, 2)).astype(np.float32) for n in (1, 4, 2)]
     merged, sizes = merge_requests(requests)
@@ -47,14 +61,7 @@ def test_batcher_merges_concurrent_requests_and_splits_exactly(rng: np.random.Ge
     recorder = Recorder()
     requests = [rng.random((int(n), 2, 2)).astype(np.float32) for n in rng.integers(1, 4, 20)]
 
-    async def scenario() -> list[dict[str, np.ndarray]]:
-        batcher = DynamicBatcher(doubled, max_batch_size=16, max_delay_s=0.05, observer=recorder)
-        batcher.start()
-        answers = await asyncio.gather(*(batcher.submit(r) for r in requests))
-        await batcher.close()
-        return answers
-
-    answers = asyncio.run(scenario())
+    answers = submit_all(requests, max_batch_size=16, max_delay_s=0.05, observer=recorder)
     for request, answer in zip(requests, answers, strict=True):
         np.testing.assert_array_equal(answer["twice"], request * 2.0)
     assert sum(recorder.sizes) == sum(len(r) for r in requests)
@@ -181,14 +188,7 @@ def test_batcher_never_exceeds_max_batch_size_and_keeps_order(rng: np.random.Gen
     recorder = Recorder()
     requests = [np.full((int(n), 1), i, np.float32) for i, n in enumerate(rng.integers(1, 5, 40))]
 
-    async def scenario() -> list[dict[str, np.ndarray]]:
-        batcher = DynamicBatcher(doubled, max_batch_size=5, max_delay_s=0.01, observer=recorder)
-        batcher.start()
-        answers = await asyncio.gather(*(batcher.submit(r) for r in requests))
-        await batcher.close()
-        return answers
-
-    for i, answer in enumerate(asyncio.run(scenario())):
+    for i, answer in enumerate(submit_all(requests, max_batch_size=5, max_delay_s=0.01, observer=recorder)):
         np.testing.assert_array_equal(answer["twice"], requests[i] * 2)
     assert max(recorder.sizes) <= 5
 
