@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import tfserving, v2
 from service.api.bodies import json_response
+from service.api.fastpath import InferenceDispatch, error_response
 from service.dataplane import SERVER_VERSION, DataPlane, ServedModel, load_served_models
 from service.errors import ServiceError
 from service.metrics import CONTENT_TYPE, ServiceMetrics
@@ -74,6 +75,7 @@ def create_app(settings: ServeSettings, served: Sequence[ServedModel] | None = N
     app.include_router(v2.create_router(examples["infer"]))
     _add_operations_routes(app, metrics)
     _add_error_handlers(app)
+    app.add_middleware(InferenceDispatch, plane=plane)  # innermost: inference skips the router
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
@@ -93,7 +95,7 @@ def _add_operations_routes(app: FastAPI, metrics: ServiceMetrics) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, err: ServiceError) -> Response:
-        return json_response(err.to_dict(), status_code=err.status_code, headers=err.headers)
+        return error_response(err)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, err: RequestValidationError) -> Response:

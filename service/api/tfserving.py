@@ -40,23 +40,24 @@ def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
     @router.post("/predict", openapi_extra=extra)
     async def predict_default(request: Request, plane: DataPlaneDep) -> Response:
         """Predict with the default model (JSON instances or an .npy batch)."""
-        return await _predict(request, plane, plane.default_model, None)
+        return await predict_endpoint(request, plane, plane.default_model, None)
 
     @router.post("/v1/models/{name}:predict", openapi_extra=extra)
     async def predict_model(name: str, request: Request, plane: DataPlaneDep) -> Response:
         """Predict with a named model, its highest ready version."""
-        return await _predict(request, plane, name, None)
+        return await predict_endpoint(request, plane, name, None)
 
     @router.post("/v1/models/{name}/versions/{version}:predict", openapi_extra=extra)
     async def predict_model_version(name: str, version: str, request: Request,
                                     plane: DataPlaneDep) -> Response:
         """Predict with one version of a named model."""
-        return await _predict(request, plane, name, version)
+        return await predict_endpoint(request, plane, name, version)
 
     return router
 
 
-async def _predict(request: Request, plane: DataPlane, name: str | None, version: str | None) -> Response:
+async def predict_endpoint(request: Request, plane: DataPlane, name: str | None,
+                           version: str | None) -> Response:
     item = plane.find_ready(name, version)
     assert item.model is not None
     contract = item.model.contract

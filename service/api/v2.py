@@ -65,12 +65,12 @@ def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
     @router.post("/models/{name}/versions/{version}/infer", openapi_extra=openapi_extra)
     async def infer(name: str, request: Request, plane: DataPlaneDep, version: str | None = None) -> Response:
         """Run inference on JSON tensors or binary tensors."""
-        return await _infer(request, plane, name, version)
+        return await infer_endpoint(request, plane, name, version)
 
     return router
 
 
-async def _infer(request: Request, plane: DataPlane, name: str, version: str | None) -> Response:
+async def infer_endpoint(request: Request, plane: DataPlane, name: str, version: str | None) -> Response:
     item = plane.find_ready(name, version)
     assert item.model is not None
     require_media_type(request, (JSON, OCTET))

@@ -255,3 +255,34 @@ def test_deadline_answers_504(model_repository) -> None:
     with TestClient(create_app(settings)) as slow:
         answer = slow.post("/predict", json={"instances": [np.ones((8, 8, 1)).tolist()]})
     assert answer.status_code == 504 and answer.json()["code"] == "deadline_exceeded"
+
+
+def test_inference_short_path_covers_every_inference_route(client) -> None:
+    from service.api.fastpath import INFERENCE_ROUTES
+
+    paths = client.get("/openapi.json").json()["paths"]
+    posted = {path for path, operations in paths.items() if "post" in operations}
+    assert posted == {template for template, _ in INFERENCE_ROUTES}
+
+
+def test_inference_short_path_labels_metrics_with_route_templates(client, rng) -> None:
+    instance = rng.normal(size=(8, 8, 1)).tolist()
+    assert client.post("/v1/models/tiny/versions/1:predict", json={"instances": [instance]}).status_code == 200
+    infer = {"inputs": [{"name": "input", "shape": [1, 8, 8, 1], "datatype": "FP32",
+                         "data": np.ravel(instance).tolist()}]}
+    assert client.post("/v2/models/tiny/infer", json=infer).status_code == 200
+    text = client.get("/metrics").text
+    assert 'route="/v1/models/{name}/versions/{version}:predict",status="200"' in text
+    assert 'route="/v2/models/{name}/infer",status="200"' in text
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/predict", 405),
+    ("PUT", "/v2/models/tiny/infer", 405),
+    ("POST", "/predict/more", 404),
+    ("POST", "/v2/models/tiny/versions/1/infer/again", 404),
+])
+def test_requests_the_short_path_does_not_match_get_fastapis_answer(client, method, path, status) -> None:
+    answer = client.request(method, path, json={"instances": []})
+    assert answer.status_code == status, answer.text
+    assert answer.json()["code"] == "http_error"
