@@ -6,6 +6,13 @@ connections), each sending one random instance per request as JSON or as ``.npy`
 throughput and p50/p99 latency. Prints a Markdown table plus the ratios the issue asks about and
 writes everything to a JSON file.
 
+The server's overhead at concurrency 1 is measured *paired*: each step times two direct
+``session.run`` calls in this process (the second one back-to-back) and then the same instance
+through the server, so slow drifts of this shared machine's memory bandwidth (the reference
+model streams 64 MB of weights per call) hit both sides alike. The overhead is the server's p50
+minus the back-to-back direct p50 of the same run. The unpaired numbers (the direct loop before
+the servers start, and the concurrency-1 rows) are reported too.
+
 Usage:
     python benchmarks/bench_service.py --model artifacts/models/digits/1/model.onnx \
         --requests 2000 --json-out docs/bench_service.json
@@ -41,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     parser.add_argument("--max-batch-size", type=int, default=64, help="batch size with batching on")
     parser.add_argument("--max-delay-ms", type=float, default=0.0, help="batch delay with batching on")
+    parser.add_argument("--paired", type=int, default=300,
+                        help="steps of the paired concurrency-1 overhead measurement (default 300)")
     parser.add_argument("--json-out", type=Path, default=Path("docs/bench_service.json"))
     args = parser.parse_args(argv)
     if not args.model.is_file():
@@ -55,12 +64,7 @@ def percentiles(latencies_s: list[float]) -> dict[str, float]:
 
 def direct_loop(model: Path, instances: np.ndarray, threads: int | None) -> dict[str, Any]:
     """One instance per ``session.run`` call, sequentially: the baseline the server adds to."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model, threads)
     name = session.get_inputs()[0].name
     for instance in instances[:20]:
         session.run(None, {name: instance[None]})
@@ -72,6 +76,55 @@ def direct_loop(model: Path, instances: np.ndarray, threads: int | None) -> dict
         latencies.append(time.perf_counter() - tick)
     elapsed = time.perf_counter() - started
     return {"throughput_rps": len(instances) / elapsed, **percentiles(latencies)}
+
+
+def ort_session(model: Path, threads: int | None, spinning: bool = True) -> Any:
+    """A CPU session with the server's options: ``threads`` intra-op threads (None: ORT's default)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
+def paired_overhead(port: int, model: Path, instances: np.ndarray, body: str,
+                    threads: int | None) -> dict[str, Any]:
+    """Per instance: a direct call after idling, one back-to-back, then the server (one client).
+
+    The direct session does not spin its idle threads: spinning ones would take this 2-core
+    machine's CPU from the server during the request that follows.
+    """
+    session = ort_session(model, threads, spinning=False)
+    name = session.get_inputs()[0].name
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    idle, warm, served = [], [], []
+    for index, instance in enumerate(instances):
+        content, headers = encode(instance, body)
+        feed = {name: instance[None]}
+        times = []
+        for _ in range(2):
+            tick = time.perf_counter()
+            session.run(None, feed)
+            times.append(time.perf_counter() - tick)
+        tick = time.perf_counter()
+        connection.request("POST", "/predict", content, headers)
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"server answered {answer.status}")
+        if index >= 20:  # warm-up
+            idle.append(times[0])
+            warm.append(times[1])
+            served.append(time.perf_counter() - tick)
+    connection.close()
+    result = {"direct_idle": percentiles(idle), "direct_back_to_back": percentiles(warm),
+              "server": percentiles(served)}
+    result["overhead_p50_ms"] = result["server"]["p50_ms"] - result["direct_back_to_back"]["p50_ms"]
+    result["overhead_vs_idle_p50_ms"] = result["server"]["p50_ms"] - result["direct_idle"]["p50_ms"]
+    return result
 
 
 class Server:
@@ -154,9 +207,17 @@ def main(argv: list[str] | None = None) -> int:
              "off": ["--max-batch-size", "1"]}
     direct = direct_loop(args.model, instances, args.threads)
     rows: list[dict[str, Any]] = []
+    paired: dict[str, Any] = {}
     for mode, extra in modes.items():
         server = Server(args.model, extra + threads)
         try:
+            if mode == "on":
+                for body in ("json", "npy"):
+                    paired[body] = paired_overhead(server.port, args.model, instances[:args.paired],
+                                                   body, args.threads)
+                    print(f"paired c=1 {body:4}: server p50 {paired[body]['server']['p50_ms']:.2f} ms, "
+                          f"direct p50 {paired[body]['direct_back_to_back']['p50_ms']:.2f} ms, "
+                          f"overhead {paired[body]['overhead_p50_ms']:.2f} ms", file=sys.stderr)
             for body in ("json", "npy"):
                 for concurrency in levels:
                     result = drive(server.port, instances, concurrency, body)
@@ -166,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms", file=sys.stderr)
         finally:
             server.stop()
-    report = summarize(args, shape, direct, rows, levels)
+    report = summarize(args, shape, direct, rows, levels, paired)
     print(markdown(report))
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(report, indent=2) + "\n")
@@ -174,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any], rows: list[dict[str, Any]],
-              levels: list[int]) -> dict[str, Any]:
+              levels: list[int], paired: dict[str, Any]) -> dict[str, Any]:
     def find(mode: str, body: str, concurrency: int) -> dict[str, Any]:
         key = (mode, body, concurrency)
         return next(r for r in rows if (r["batching"], r["body"], r["concurrency"]) == key)
@@ -182,15 +243,17 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
     top = max(levels)
     ratios = {f"batching_speedup_c{top}_{body}": find("on", body, top)["throughput_rps"]
               / find("off", body, top)["throughput_rps"] for body in ("json", "npy")}
+    for body, result in paired.items():
+        ratios[f"server_overhead_p50_ms_c1_{body}"] = result["overhead_p50_ms"]
     if 1 in levels:
         for body in ("json", "npy"):
-            ratios[f"server_overhead_p50_ms_c1_{body}"] = find("on", body, 1)["p50_ms"] - direct["p50_ms"]
+            ratios[f"unpaired_overhead_p50_ms_c1_{body}"] = find("on", body, 1)["p50_ms"] - direct["p50_ms"]
     return {"model": str(args.model), "input_shape": shape, "requests": args.requests,
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                         "python": sys.version.split()[0]},
             "settings": {"max_batch_size": args.max_batch_size, "max_delay_ms": args.max_delay_ms,
                          "threads": args.threads},
-            "direct_onnxruntime": direct, "server": rows, "ratios": ratios}
+            "direct_onnxruntime": direct, "server": rows, "paired_c1": paired, "ratios": ratios}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -204,6 +267,13 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {row['batching']} | {row['body']} | {row['concurrency']} | "
                      f"{row['throughput_rps']:.0f} | "
                      f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} |")
+    if report["paired_c1"]:
+        lines += ["", "Paired at concurrency 1 (batching on), p50 ms:", "",
+                  "| body | direct after idling | direct back-to-back | server | overhead |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {body} | {r['direct_idle']['p50_ms']:.3f} | {r['direct_back_to_back']['p50_ms']:.3f} | "
+                  f"{r['server']['p50_ms']:.3f} | {r['overhead_p50_ms']:.3f} |"
+                  for body, r in report["paired_c1"].items()]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {name} | {value:.2f} |" for name, value in report["ratios"].items()]
     return "\n".join(lines)

@@ -61,7 +61,7 @@ def load_served_models(sources: Sequence[ModelSource], settings: ServeSettings) 
     for source in sources:
         try:
             model = load_model(source.path, settings.device, settings.threads,
-                               name=source.name, version=source.version)
+                               name=source.name, version=source.version, spin=settings.spin)
         except ServiceError as err:
             if source.required or err.code == "provider_unavailable":
                 raise

@@ -102,7 +102,7 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, device: str = "auto", threads: int | None = None,
-               *, name: str | None = None, version: str = "1") -> LoadedModel:
+               *, name: str | None = None, version: str = "1", spin: bool = False) -> LoadedModel:
     """Loads an ``.onnx`` file into an ONNX Runtime session.
 
     Args:
@@ -112,6 +112,8 @@ def load_model(path: str | Path, device: str = "auto", threads: int | None = Non
         name: the served name; defaults to the file's stem (the parent's parent directory in a
             repository is passed explicitly by the caller).
         version: the served version string.
+        spin: let idle intra-op threads busy-wait (ONNX Runtime's default). Off, they sleep
+            and leave the CPU to the event loop and the other requests.
 
     Returns:
         The loaded model.
@@ -131,6 +133,8 @@ def load_model(path: str | Path, device: str = "auto", threads: int | None = Non
     if threads is not None:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as err:  # ORT reports corrupt files with several exception types

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-delay-ms", type=float, metavar="T", help="longest wait for a batch to fill (default 0)")
     add("--max-queue", type=int, metavar="N", help="waiting requests per model before 503 (default 1024)")
     add("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
+    add("--spin", action="store_true", default=None,
+        help="let ONNX Runtime's idle threads spin (faster lone runs, slower under load; env LC2D_SPIN)")
     add("--request-timeout-ms", type=float, metavar="T", help="deadline of one request; 504 past it")
     add("--max-body-bytes", type=int, metavar="N", help="largest request body; 413 beyond it")
     add("--allow-non-finite", action="store_true", default=None, help="accept NaN and Inf inputs")
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from service.errors import ServiceError
     from service.settings import ServeSettings
 
-    overrides = {name: getattr(args, name) for name in (*_OPTIONS, "allow_non_finite")
+    overrides = {name: getattr(args, name) for name in (*_OPTIONS, "allow_non_finite", "spin")
                  if getattr(args, name, None) is not None}
     try:
         settings = ServeSettings(**overrides)

@@ -186,7 +186,7 @@ def test_requirements_stage_renders_pyproject_dependencies(dockerfile: cf.Docker
     (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     subprocess.run(["bash", "-ec", run.value], cwd=tmp_path, env=env, check=True, timeout=60)
-    read = lambda name: (tmp_path / name).read_text().split()  # noqa: E731
+    read = lambda name: (tmp_path / name).read_text().splitlines()  # noqa: E731
     assert read("base.txt") == pyproject["project"]["dependencies"]
     assert read("train.txt") == pyproject["project"]["optional-dependencies"]["train"]
     gpu = read("base-gpu.txt")

@@ -267,7 +267,8 @@ def test_inference_short_path_covers_every_inference_route(client) -> None:
 
 def test_inference_short_path_labels_metrics_with_route_templates(client, rng) -> None:
     instance = rng.normal(size=(8, 8, 1)).tolist()
-    assert client.post("/v1/models/tiny/versions/1:predict", json={"instances": [instance]}).status_code == 200
+    answer = client.post("/v1/models/tiny/versions/1:predict", json={"instances": [instance]})
+    assert answer.status_code == 200
     infer = {"inputs": [{"name": "input", "shape": [1, 8, 8, 1], "datatype": "FP32",
                          "data": np.ravel(instance).tolist()}]}
     assert client.post("/v2/models/tiny/infer", json=infer).status_code == 200

@@ -66,3 +66,14 @@ def test_service_imports_neither_tensorflow_nor_keras() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("spin", "entry"), [(False, "0"), (True, None)])
+def test_load_model_spinning_is_off_unless_asked(tiny_model, spin: bool, entry: str | None) -> None:
+    options = load_model(tiny_model.path, "cpu", spin=spin).session.get_session_options()
+    key = "session.intra_op.allow_spinning"
+    found = options.get_session_config_entry(key) if entry is not None else None
+    assert found == entry
+    if entry is None:  # never set: ONNX Runtime's default (spinning) applies
+        with pytest.raises(Exception, match="not found|does not exist|allow_spinning"):
+            options.get_session_config_entry(key)
