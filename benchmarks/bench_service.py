@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     parser.add_argument("--max-batch-size", type=int, default=64, help="batch size with batching on")
     parser.add_argument("--max-delay-ms", type=float, default=0.0, help="batch delay with batching on")
+    parser.add_argument("--server-args", default="",
+                        help="extra `lc2d serve` options for both servers, e.g. \"--no-spin\"")
     parser.add_argument("--paired", type=int, default=300,
                         help="steps of the paired concurrency-1 overhead measurement (default 300)")
     parser.add_argument("--json-out", type=Path, default=Path("docs/bench_service.json"))
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     paired: dict[str, Any] = {}
     for mode, extra in modes.items():
-        server = Server(args.model, extra + threads)
+        server = Server(args.model, extra + threads + args.server_args.split())
         try:
             if mode == "on":
                 for body in ("json", "npy"):
@@ -252,7 +254,7 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                         "python": sys.version.split()[0]},
             "settings": {"max_batch_size": args.max_batch_size, "max_delay_ms": args.max_delay_ms,
-                         "threads": args.threads},
+                         "threads": args.threads, "server_args": args.server_args},
             "direct_onnxruntime": direct, "server": rows, "paired_c1": paired, "ratios": ratios}
 
 

@@ -102,7 +102,7 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, device: str = "auto", threads: int | None = None,
-               *, name: str | None = None, version: str = "1", spin: bool = False) -> LoadedModel:
+               *, name: str | None = None, version: str = "1", spin: bool = True) -> LoadedModel:
     """Loads an ``.onnx`` file into an ONNX Runtime session.
 
     Args:
@@ -112,8 +112,8 @@ def load_model(path: str | Path, device: str = "auto", threads: int | None = Non
         name: the served name; defaults to the file's stem (the parent's parent directory in a
             repository is passed explicitly by the caller).
         version: the served version string.
-        spin: let idle intra-op threads busy-wait (ONNX Runtime's default). Off, they sleep
-            and leave the CPU to the event loop and the other requests.
+        spin: let idle intra-op threads busy-wait (ONNX Runtime's default). ``False``: they
+            sleep and leave the CPU to the event loop and the other requests.
 
     Returns:
         The loaded model.

@@ -41,9 +41,10 @@ class ServeSettings(BaseSettings):
     threads: int | None = Field(default=None, ge=1)
     """ONNX Runtime intra-op threads per model; unset lets ONNX Runtime decide."""
 
-    spin: bool = False
-    """Let ONNX Runtime's idle intra-op threads busy-wait for work. Off by default: spinning
-    threads take the CPU that the server's own HTTP work needs when both share a few cores."""
+    spin: bool = True
+    """Let ONNX Runtime's idle intra-op threads busy-wait for work (ONNX Runtime's default):
+    the fastest single requests. Off, they sleep and leave the CPU to the server's HTTP work,
+    which serves more under heavy batching on a machine with few cores (docs/serving.md)."""
 
     max_batch_size: int = Field(default=64, ge=1)
     """Most instances merged into one run, and most instances accepted in one request."""

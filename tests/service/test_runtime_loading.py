@@ -69,7 +69,7 @@ def test_service_imports_neither_tensorflow_nor_keras() -> None:
 
 
 @pytest.mark.parametrize(("spin", "entry"), [(False, "0"), (True, None)])
-def test_load_model_spinning_is_off_unless_asked(tiny_model, spin: bool, entry: str | None) -> None:
+def test_load_model_spinning_can_be_turned_off(tiny_model, spin: bool, entry: str | None) -> None:
     options = load_model(tiny_model.path, "cpu", spin=spin).session.get_session_options()
     key = "session.intra_op.allow_spinning"
     found = options.get_session_config_entry(key) if entry is not None else None

@@ -6,13 +6,13 @@ from lc2d.cli import build_parser
 from service.settings import ServeSettings
 
 
-def test_spin_is_off_by_default_and_set_by_variable_or_option(monkeypatch, tmp_path) -> None:
+def test_spin_is_on_by_default_and_turned_off_by_variable_or_option(monkeypatch, tmp_path) -> None:
     model = tmp_path / "m.onnx"
-    assert ServeSettings(model=[model]).spin is False
-    monkeypatch.setenv("LC2D_SPIN", "true")
     assert ServeSettings(model=[model]).spin is True
-    args = build_parser().parse_args(["serve", "--model", str(model), "--spin"])
-    assert args.spin is True
+    monkeypatch.setenv("LC2D_SPIN", "false")
+    assert ServeSettings(model=[model]).spin is False
+    args = build_parser().parse_args(["serve", "--model", str(model), "--no-spin"])
+    assert args.spin is False
     assert build_parser().parse_args(["serve", "--model", str(model)]).spin is None  # variable decides
 
 
