@@ -10,8 +10,14 @@ whose patches (``chunk * P * 64`` floats, about 4 MiB at batch 64) stay in cache
 Gather that writes them and the MatMul ``(chunk, F, P) x (chunk, P, N)`` that reads them. The
 last chunk is padded with zero-weight locations that are sliced away.
 
-ONNX ops: Reshape, [Pad], Transpose, Scan (body: Gather, MatMul), Reshape, [Slice], Transpose,
-Reshape, [Add], activation — at most 9 nodes plus the activation at the top level.
+The bias costs no pass of its own: a row of ones is appended to the input rows, every location
+gets one more tap reading it, and the kernel's extra column holds the bias (``P + 1`` taps,
+``1 / P`` more multiply-adds instead of an Add over the whole output). The products
+``(L, F, N)`` are viewed as ``(OR, OC, F, N)`` and one Transpose writes the layer's layout,
+so no Reshape copies the output when the layer ends the graph.
+
+ONNX ops: Reshape, [Pad], Transpose, [Pad], Scan (body: Gather, MatMul), Reshape, [Slice],
+Reshape, Transpose, activation — at most 9 nodes plus the activation at the top level.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from export.lowerings.base import Lowered, LoweringContext, Tensor, constant, shape_constant
+from export.lowerings.base import Lowered, LoweringContext, Tensor, constant, shape_constant, to_numpy
 from export.lowerings.locally_connected import (
-    finish_output,
+    finish_activation,
     flatten_input,
     geometry_of,
     index_constant,
     kernel_as,
+    pre_activation_name,
 )
 from models.geometry import LocalGeometry
 
@@ -43,15 +50,16 @@ def chunk_size(geo: LocalGeometry) -> int:
     return -(-geo.locations // chunks)
 
 
-def _scan_body(prefix: str, rows: str, chunk: int, geo: LocalGeometry, index_type: int) -> onnx.GraphProto:
+def _scan_body(prefix: str, rows: str, chunk: int, taps: int, geo: LocalGeometry,
+               index_type: int) -> onnx.GraphProto:
     idx, kernel = f"{prefix}chunk_index", f"{prefix}chunk_kernel"
     patches, products = f"{prefix}chunk_patches", f"{prefix}chunk_products"
     return helper.make_graph(
         [helper.make_node("Gather", [rows, idx], [patches], name=patches, axis=0),  # (chunk, P, N)
          helper.make_node("MatMul", [kernel, patches], [products], name=products)],  # (chunk, F, N)
         f"{prefix}chunk",
-        [helper.make_tensor_value_info(idx, index_type, [chunk, geo.patch_size]),
-         helper.make_tensor_value_info(kernel, onnx.TensorProto.FLOAT, [chunk, geo.filters, geo.patch_size])],
+        [helper.make_tensor_value_info(idx, index_type, [chunk, taps]),
+         helper.make_tensor_value_info(kernel, onnx.TensorProto.FLOAT, [chunk, geo.filters, taps])],
         [helper.make_tensor_value_info(products, onnx.TensorProto.FLOAT, [chunk, geo.filters, None])])
 
 
@@ -62,31 +70,52 @@ def lower_locally_connected_chunked(layer: Any, x: Tensor, ctx: LoweringContext)
     chunk = chunk_size(geo)
     chunks = -(-geo.locations // chunk)
     padded = chunks * chunk
-    index = np.zeros((padded, geo.patch_size), np.int64)
-    index[:geo.locations] = geo.padded_patch_index()
-    kernel = np.zeros((padded, geo.filters, geo.patch_size), np.float32)
-    kernel[:geo.locations] = kernel_as(layer, 1).transpose(0, 2, 1)
-    index_init = index_constant(p + "index", index.reshape(chunks, chunk, -1), geo.input_size + 1)
+    zero_slot = geo.has_padding_taps
+    taps = geo.patch_size + (1 if layer.use_bias else 0)
+    ones_row = geo.input_size + (1 if zero_slot else 0)  # after the zero slot, when there is one
+    index = np.zeros((padded, taps), np.int64)
+    index[:geo.locations, :geo.patch_size] = geo.padded_patch_index()
+    kernel = np.zeros((padded, geo.filters, taps), np.float32)
+    kernel[:geo.locations, :, :geo.patch_size] = kernel_as(layer, 1).transpose(0, 2, 1)
+    if layer.use_bias:  # one more tap reads a row of ones: the bias is the kernel's last column
+        index[:, -1] = ones_row
+        kernel[:geo.locations, :, -1] = _bias_per_location(layer, geo)
+    index_init = index_constant(p + "index", index.reshape(chunks, chunk, -1), ones_row + 1)
 
-    flat = flatten_input(x, geo, layer.name, geo.has_padding_taps)
+    flat = flatten_input(x, geo, layer.name, zero_slot)
     rows, stacked, merged = p + "rows", p + "stacked", p + "merged"
-    nodes = [
-        helper.make_node("Transpose", [flat.output.name], [rows], name=rows, perm=[1, 0]),
+    nodes = [helper.make_node("Transpose", [flat.output.name], [rows], name=rows, perm=[1, 0])]
+    inits = [index_init, constant(p + "kernel", kernel.reshape(chunks, chunk, geo.filters, -1))]
+    if layer.use_bias:
+        with_ones = p + "rows_and_ones"
+        nodes.append(helper.make_node("Pad", [rows, p + "ones_pads", p + "one"], [with_ones], name=with_ones))
+        inits += [constant(p + "ones_pads", [0, 0, 1, 0], np.int64), constant(p + "one", 1.0)]
+        rows = with_ones
+    nodes += [
         helper.make_node("Scan", [p + "index", p + "kernel"], [stacked], name=stacked,
                          num_scan_inputs=2,
-                         body=_scan_body(p, rows, chunk, geo, index_init.data_type)),
+                         body=_scan_body(p, rows, chunk, taps, geo, index_init.data_type)),
         helper.make_node("Reshape", [stacked, p + "merged_shape"], [merged], name=merged),
     ]
-    inits = [index_init, constant(p + "kernel", kernel.reshape(chunks, chunk, geo.filters, -1)),
-             shape_constant(p + "merged_shape", (padded, geo.filters, -1))]
+    inits.append(shape_constant(p + "merged_shape", (padded, geo.filters, -1)))
     if padded != geo.locations:
         nodes.append(helper.make_node("Slice", [merged, p + "starts", p + "ends"], [p + "kept"],
                                       name=p + "kept"))
         inits += [constant(p + "starts", [0], np.int64), constant(p + "ends", [geo.locations], np.int64)]
         merged = p + "kept"
-    out = p + "per_instance"
-    nodes.append(helper.make_node("Transpose", [merged], [out], name=out,
-                                  perm=[2, 1, 0] if geo.channels_first else [2, 0, 1]))
-    shape = (geo.filters, geo.locations) if geo.channels_first else (geo.locations, geo.filters)
-    body = flat.extend(Lowered(Tensor(out, shape), nodes, inits))
-    return body.extend(finish_output(layer, body.output, ctx))
+    # (L, F, N) -> (OR, OC, F, N) costs nothing; one Transpose then writes the layer's layout.
+    grid, out = p + "grid", pre_activation_name(layer)
+    nodes += [helper.make_node("Reshape", [merged, p + "grid_shape"], [grid], name=grid),
+              helper.make_node("Transpose", [grid], [out], name=out,
+                               perm=[3, 2, 0, 1] if geo.channels_first else [3, 0, 1, 2])]
+    inits.append(shape_constant(p + "grid_shape", (geo.output_rows, geo.output_cols, geo.filters, -1)))
+    body = flat.extend(Lowered(Tensor(out, geo.output_shape()), nodes, inits))
+    return body.extend(finish_activation(layer, body.output, ctx))
+
+
+def _bias_per_location(layer: Any, geo: LocalGeometry) -> np.ndarray:
+    """The bias as ``(L, F)``: one row per output location in row-major order."""
+    bias = np.asarray(to_numpy(layer.bias), np.float32).reshape(geo.output_shape())
+    if geo.channels_first:  # (F, OR, OC)
+        bias = bias.transpose(1, 2, 0)
+    return bias.reshape(geo.locations, geo.filters)
