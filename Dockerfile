@@ -85,9 +85,21 @@ RUN case "${GPU}" in "" | 1) ;; *) echo "GPU: expected 1 (GPU image) or empty (C
     fi \
  && python3 -m venv --without-pip /opt/venv
 # base dependencies only, in a layer of their own: onnxruntime (onnxruntime-gpu when GPU=1),
-# FastAPI, uvicorn, numpy, pydantic, ... Byte code is compiled for everything but test suites.
+# FastAPI, uvicorn, numpy, pydantic, ... uvloop's extension ships 13 MB of debug sections: they
+# are stripped (binutils comes and goes in this layer). Only uvloop's: stripping the libraries
+# that auditwheel patched (numpy's OpenBLAS) breaks them. ONNX Runtime's offline tooling
+# (transformers, quantization, tools: 9 MB) is not needed to serve. Byte code is compiled for
+# everything but test suites.
 COPY --from=requirements /requirements/ /tmp/requirements/
 RUN python3 -m pip --python /opt/venv/bin/python install --no-compile -r "/tmp/requirements/base${GPU:+-gpu}.txt" \
+ && apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends binutils \
+ && find /opt/venv -type f -path '*/site-packages/uvloop/*.so' -exec strip --strip-debug {} + \
+ && apt-get purge -y --auto-remove binutils \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+ && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+ && rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools" \
+ && /opt/venv/bin/python -c "import numpy, onnxruntime, uvloop, httptools, fastapi" \
  && /opt/venv/bin/python -m compileall -q -j 0 -x '/tests?/' /opt/venv/lib \
  && rm -rf /tmp/requirements \
  && if [ -n "${GPU}" ] && [ -n "${CUDA_VERSION:-}" ]; then /opt/venv/bin/python -c "$CUDA_MATCH_CHECK"; fi
