@@ -1,12 +1,13 @@
 """The LocallyConnected2D benchmark suite: tf_keras, our Keras layer and every ONNX lowering, one run.
 
-For every workload (see :mod:`benchmarks.workloads`) and batch size it times, on this machine and
-in this process: tf_keras's implementations 1/2/3 (when tf_keras is installed), our Keras layer
-per implementation (both in graph mode, a warm ``tf.function``), and each ONNX lowering of
+For every workload (see :mod:`benchmarks.workloads`) and batch size it times, on this machine:
+tf_keras's implementations 1/2/3 (when tf_keras is installed) and our Keras layer per
+implementation, in this process (graph mode, a warm ``tf.function``), and each ONNX lowering of
 :mod:`export` plus the one ``auto`` picks, in ONNX Runtime (intra-op threads = cores,
-``ORT_ENABLE_ALL``). Every result carries its FLOPs, bytes, the floor
-``max(FLOPs / rate, bytes / bandwidth)`` with this machine's measured rates, its ratio to that
-floor, and its largest relative error against our Keras implementation 1 on the same input.
+``ORT_ENABLE_ALL``), each file in a fresh process (:mod:`benchmarks.onnx_timer`). Every result
+carries its FLOPs, bytes, the floor ``max(FLOPs / rate, bytes / bandwidth)`` with this
+machine's measured rates, its ratio to that floor, and its largest relative error against our
+Keras implementation 1 on the same input.
 
 Configurations that cannot run here are predicted from their sizes and recorded as skipped
 with the reason, never attempted: a dense (implementation 2) kernel over 2 GiB, tf_keras's
@@ -151,21 +152,24 @@ def graph_mode_call(model: Any) -> Callable[[Any], np.ndarray]:
 
 @dataclass
 class Runner:
-    """Something that computes a workload for a batch, built once per method."""
+    """A workload built once per method: ``timed(batch, policy)`` -> (first output, timing)."""
 
-    run: Callable[[np.ndarray], np.ndarray]
-    setup_s: float
+    timed: Callable[[np.ndarray, TimingPolicy], tuple[np.ndarray, Timing]]
     details: dict[str, Any] = field(default_factory=dict)
     keep: list[Any] = field(default_factory=list)  # objects the runner needs alive
-    # (batch, policy) -> (first output, timing), when the runner times itself (ONNX: a fresh process)
-    timed: Callable[[np.ndarray, TimingPolicy], tuple[np.ndarray, Timing]] | None = None
 
 
 def keras_runner(model: Any) -> Runner:
+    """Keras and tf_keras are timed in this process (a warm graph-mode call)."""
     import tensorflow as tf
 
     call = graph_mode_call(model)
-    return Runner(lambda x: call(tf.constant(x)), 0.0, keep=[model])
+
+    def timed(x: np.ndarray, policy: TimingPolicy) -> tuple[np.ndarray, Timing]:
+        output = call(tf.constant(x))
+        return output, measure(lambda: call(tf.constant(x)), policy)
+
+    return Runner(timed, keep=[model])
 
 
 def onnx_runner(reference: Any, strategy: str, workdir: Path, threads: int) -> Runner:
@@ -178,13 +182,10 @@ def onnx_runner(reference: Any, strategy: str, workdir: Path, threads: int) -> R
     if strategy == "auto":
         details["auto_timings_ms"] = {layer["name"]: layer.get("timings_ms") for layer in report.layers}
 
-    def run(x: np.ndarray) -> np.ndarray:
-        return time_onnx_in_process_of_its_own(path, x, threads, TimingPolicy(0.0, 1, 1, 0))[0]
-
     def timed(x: np.ndarray, policy: TimingPolicy) -> tuple[np.ndarray, Timing]:
         return time_onnx_in_process_of_its_own(path, x, threads, policy)
 
-    return Runner(run, 0.0, details, timed=timed)
+    return Runner(timed, details)
 
 
 def time_onnx_in_process_of_its_own(path: Path, x: np.ndarray, threads: int,
@@ -334,12 +335,8 @@ class Suite:
     def time_runner(self, record: dict[str, Any], runner: Runner, x: np.ndarray,
                     expected: np.ndarray) -> None:
         try:
-            if runner.timed is not None:
-                output, timing = runner.timed(x, self.config.policy)
-                record["max_rel_error"] = relative_error(np.asarray(output), expected)
-            else:
-                record["max_rel_error"] = relative_error(np.asarray(runner.run(x)), expected)
-                timing = measure(lambda: runner.run(x), self.config.policy)
+            output, timing = runner.timed(x, self.config.policy)
+            record["max_rel_error"] = relative_error(np.asarray(output), expected)
         except Exception as err:  # noqa: BLE001
             record["status"], record["reason"] = classify_error(err)
             return

@@ -83,15 +83,10 @@ def direct_loop(model: Path, instances: np.ndarray, threads: int | None) -> dict
 
 
 def ort_session(model: Path, threads: int | None, spinning: bool = True) -> Any:
-    """A CPU session with the server's options: ``threads`` intra-op threads (None: ORT's default)."""
-    import onnxruntime
+    """A CPU session loaded exactly as the server loads it (``service.runtime.load_model``)."""
+    from service.runtime import load_model
 
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    return load_model(model, "cpu", threads, spin=spinning).session
 
 
 def paired_overhead(port: int, model: Path, instances: np.ndarray, body: str,
@@ -195,13 +190,10 @@ def drive(port: int, instances: np.ndarray, concurrency: int, body: str) -> dict
 
 
 def input_shape(model: Path) -> list[int]:
-    import onnxruntime
+    """One instance's shape, as the server's input contract reads it (free dimensions: 1)."""
+    from service.runtime import load_model
 
-    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    metadata = session.get_modelmeta().custom_metadata_map
-    if "lc2d.input_shape" in metadata:
-        return list(json.loads(metadata["lc2d.input_shape"]))
-    return [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape[1:]]
+    return [d or 1 for d in load_model(model, "cpu").contract.instance_shape]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,10 +48,10 @@ def request(url: str, body: bytes | None = None, headers: dict[str, str] | None 
 
 
 def instance_shape(session: Any) -> list[int]:
-    metadata = session.get_modelmeta().custom_metadata_map
-    if "lc2d.input_shape" in metadata:
-        return list(json.loads(metadata["lc2d.input_shape"]))
-    return [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape[1:]]
+    """One instance's shape, as the server's input contract reads it (free dimensions: 1)."""
+    from service.contract import InputContract
+
+    return [d or 1 for d in InputContract.from_session(session).instance_shape]
 
 
 def median_ms(session: Any, feed: dict[str, np.ndarray], runs: int = 15) -> float:

@@ -21,8 +21,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import tfserving, v2
-from service.api.bodies import json_response
-from service.api.fastpath import InferenceDispatch, error_response
+from service.api.bodies import error_response, json_response
+from service.api.fastpath import InferenceDispatch
 from service.dataplane import SERVER_VERSION, DataPlane, ServedModel, load_served_models
 from service.errors import ServiceError
 from service.metrics import CONTENT_TYPE, ServiceMetrics

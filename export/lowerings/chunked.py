@@ -28,15 +28,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from export.lowerings.activations import activated
 from export.lowerings.base import Lowered, LoweringContext, Tensor, constant, shape_constant, to_numpy
-from export.lowerings.locally_connected import (
-    finish_activation,
-    flatten_input,
-    geometry_of,
-    index_constant,
-    kernel_as,
-    pre_activation_name,
-)
+from export.lowerings.locally_connected import flatten_input, geometry_of, index_constant, kernel_as
 from models.geometry import LocalGeometry
 
 CHUNK_BYTES = 4 << 20  # patch bytes per chunk at batch 64
@@ -103,14 +97,18 @@ def lower_locally_connected_chunked(layer: Any, x: Tensor, ctx: LoweringContext)
                                       name=p + "kept"))
         inits += [constant(p + "starts", [0], np.int64), constant(p + "ends", [geo.locations], np.int64)]
         merged = p + "kept"
-    # (L, F, N) -> (OR, OC, F, N) costs nothing; one Transpose then writes the layer's layout.
-    grid, out = p + "grid", pre_activation_name(layer)
-    nodes += [helper.make_node("Reshape", [merged, p + "grid_shape"], [grid], name=grid),
-              helper.make_node("Transpose", [grid], [out], name=out,
-                               perm=[3, 2, 0, 1] if geo.channels_first else [3, 0, 1, 2])]
+    # (L, F, N) -> (OR, OC, F, N) costs nothing; one Transpose then writes the layer's layout,
+    # named as the layer's output (or its input to the activation): no Reshape or Add follows.
+    grid = p + "grid"
+    nodes.append(helper.make_node("Reshape", [merged, p + "grid_shape"], [grid], name=grid))
     inits.append(shape_constant(p + "grid_shape", (geo.output_rows, geo.output_cols, geo.filters, -1)))
-    body = flat.extend(Lowered(Tensor(out, geo.output_shape()), nodes, inits))
-    return body.extend(finish_activation(layer, body.output, ctx))
+
+    def laid_out(out: str) -> Lowered:
+        node = helper.make_node("Transpose", [grid], [out], name=out,
+                                perm=[3, 2, 0, 1] if geo.channels_first else [3, 0, 1, 2])
+        return flat.extend(Lowered(Tensor(out, geo.output_shape()), [*nodes, node], inits))
+
+    return activated(layer.activation, layer.name, laid_out, ctx.opset)
 
 
 def _bias_per_location(layer: Any, geo: LocalGeometry) -> np.ndarray:

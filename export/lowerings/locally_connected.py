@@ -13,16 +13,8 @@ from typing import Any
 import numpy as np
 from onnx import helper
 
-from export.lowerings.activations import activated, activation_name, lower_activation
-from export.lowerings.base import (
-    Lowered,
-    LoweringContext,
-    Tensor,
-    add_constant,
-    constant,
-    reshape,
-    to_numpy,
-)
+from export.lowerings.activations import activated
+from export.lowerings.base import Lowered, LoweringContext, Tensor, add_constant, constant, reshape, to_numpy
 from models.geometry import LocalGeometry
 from models.kernels import convert_kernel
 
@@ -69,24 +61,6 @@ def finish_output(layer: Any, y: Tensor, ctx: LoweringContext) -> Lowered:
         return shaped.extend(add_constant(shaped.output, bias, out))
 
     return activated(layer.activation, name, build, ctx.opset)
-
-
-def pre_activation_name(layer: Any) -> str:
-    """The name the output must have before the activation (the layer's name when linear)."""
-    return layer.name if activation_name(layer.activation) == "linear" else f"{layer.name}/linear"
-
-
-def finish_activation(layer: Any, y: Tensor, ctx: LoweringContext) -> Lowered:
-    """The activation of ``y``: the layer's output, laid out and biased, named
-    :func:`pre_activation_name`. No Reshape or Add is emitted: each would be one more pass over
-    the output (and ONNX Runtime copies a Reshape that produces a graph output)."""
-    expected = (pre_activation_name(layer), geometry_of(layer).output_shape())
-    if (y.name, y.shape) != expected:
-        raise ValueError(f"Expected the tensor {expected[0]!r} shaped {expected[1]}. "
-                         f"Received {y.name!r} shaped {y.shape}.")
-    if activation_name(layer.activation) == "linear":
-        return Lowered(y)
-    return Lowered(y).extend(lower_activation(layer.activation, y, layer.name, ctx.opset))
 
 
 def dense_kernel_bytes(geo: LocalGeometry) -> int:

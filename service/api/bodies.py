@@ -14,6 +14,7 @@ from service.errors import (
     MalformedRequestError,
     NotAcceptableError,
     PayloadTooLargeError,
+    ServiceError,
     UnsupportedMediaTypeError,
 )
 
@@ -98,6 +99,11 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
     """
     body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
     return Response(body, status_code=status_code, media_type=JSON, headers=headers)
+
+
+def error_response(err: ServiceError) -> Response:
+    """The JSON answer for a service error: what was expected and what was received."""
+    return json_response(err.to_dict(), status_code=err.status_code, headers=err.headers)
 
 
 def npy_response(array: np.ndarray, headers: dict[str, str] | None = None) -> Response:

@@ -12,7 +12,6 @@ registered, so the OpenAPI schema still documents these paths.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,21 +21,11 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api import tfserving, v2
-from service.api.bodies import json_response
+from service.api.bodies import error_response
 from service.dataplane import DataPlane
 from service.errors import ServiceError
 
-logger = logging.getLogger("lc2d.service")
-
 Endpoint = Callable[[Request, DataPlane, "str | None", "str | None"], Awaitable[Response]]
-
-
-def _default_model(plane: DataPlane, name: str | None) -> str | None:
-    return plane.default_model if name is None else name
-
-
-async def _predict(request: Request, plane: DataPlane, name: str | None, version: str | None) -> Response:
-    return await tfserving.predict_endpoint(request, plane, _default_model(plane, name), version)
 
 
 async def _infer(request: Request, plane: DataPlane, name: str | None, version: str | None) -> Response:
@@ -45,9 +34,9 @@ async def _infer(request: Request, plane: DataPlane, name: str | None, version: 
 
 
 INFERENCE_ROUTES: tuple[tuple[str, Endpoint], ...] = (
-    ("/predict", _predict),
-    ("/v1/models/{name}:predict", _predict),
-    ("/v1/models/{name}/versions/{version}:predict", _predict),
+    ("/predict", tfserving.predict_endpoint),
+    ("/v1/models/{name}:predict", tfserving.predict_endpoint),
+    ("/v1/models/{name}/versions/{version}:predict", tfserving.predict_endpoint),
     ("/v2/models/{name}/infer", _infer),
     ("/v2/models/{name}/versions/{version}/infer", _infer),
 )
@@ -56,15 +45,9 @@ INFERENCE_ROUTES: tuple[tuple[str, Endpoint], ...] = (
 
 @dataclass(frozen=True)
 class _Route:
-    template: str
+    path_format: str  # the template; MetricsMiddleware reads it from scope["route"]
     pattern: re.Pattern[str]
     endpoint: Endpoint
-    path_format: str  # what MetricsMiddleware reads from scope["route"]
-
-
-def error_response(err: ServiceError) -> Response:
-    """The JSON answer for a service error (the app's exception handler uses it too)."""
-    return json_response(err.to_dict(), status_code=err.status_code, headers=err.headers)
 
 
 class InferenceDispatch:
@@ -78,7 +61,7 @@ class InferenceDispatch:
     def __init__(self, app: ASGIApp, plane: DataPlane) -> None:
         self.app = app
         self.plane = plane
-        self.routes = [_Route(template, compile_path(template)[0], endpoint, template)
+        self.routes = [_Route(template, compile_path(template)[0], endpoint)
                        for template, endpoint in INFERENCE_ROUTES]
 
     def match(self, path: str) -> tuple[_Route, dict[str, str]] | None:

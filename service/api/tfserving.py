@@ -40,7 +40,7 @@ def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
     @router.post("/predict", openapi_extra=extra)
     async def predict_default(request: Request, plane: DataPlaneDep) -> Response:
         """Predict with the default model (JSON instances or an .npy batch)."""
-        return await predict_endpoint(request, plane, plane.default_model, None)
+        return await predict_endpoint(request, plane, None, None)
 
     @router.post("/v1/models/{name}:predict", openapi_extra=extra)
     async def predict_model(name: str, request: Request, plane: DataPlaneDep) -> Response:
@@ -58,7 +58,8 @@ def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
 
 async def predict_endpoint(request: Request, plane: DataPlane, name: str | None,
                            version: str | None) -> Response:
-    item = plane.find_ready(name, version)
+    """Answers one predict request for ``name`` (the default model when None) and ``version``."""
+    item = plane.find_ready(plane.default_model if name is None else name, version)
     assert item.model is not None
     contract = item.model.contract
     kind = require_media_type(request, (JSON, NPY))
