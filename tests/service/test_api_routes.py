@@ -117,6 +117,13 @@ def test_predict_malformed_npy_answers_400(client) -> None:
     assert answer.status_code == 400 and ".npy" in answer.json()["error"]
 
 
+def test_predict_truncated_npy_answers_400_with_the_sizes(client, rng) -> None:
+    body = npy_bytes(rng.normal(size=(2, 8, 8, 1)).astype(np.float32))[:-8]
+    answer = client.post("/predict", content=body, headers=NPY)
+    assert answer.status_code == 400
+    assert "shape [2, 8, 8, 1] (512 bytes), but only 504 data bytes follow" in answer.json()["error"]
+
+
 def test_predict_wrong_content_type_answers_415(client) -> None:
     answer = client.post("/predict", content=b"instances=1", headers={"content-type": "text/plain"})
     assert answer.status_code == 415 and "application/json" in answer.json()["error"]
