@@ -145,16 +145,20 @@ class DynamicBatcher:
             raise QueueFullError(f"model {self.name!r} has {len(self._waiting)} requests waiting "
                                  f"(the limit is {self.max_queue}); retry later",
                                  retry_after_s=1, queue_limit=self.max_queue)
-        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outputs] = loop.create_future()
         self._waiting.append(_Waiting(batch, future))
         self._queue_changed()
         self._wakeup.set()
+        # The deadline fails the future itself (a request that has not run is then skipped), so
+        # the answer reaches this task one loop step after the batch, not via asyncio.wait_for's
+        # extra waiter. A cancelled caller (client gone) cancels the future the same way.
+        expiry = None if timeout_s is None else loop.call_later(timeout_s, self._expire, future, timeout_s)
         try:
-            return await asyncio.wait_for(future, timeout_s)
-        except TimeoutError as err:
-            raise DeadlineExceededError(
-                f"model {self.name!r} did not answer within the {timeout_s:g} s deadline",
-                deadline_s=timeout_s) from err
+            return await future
+        finally:
+            if expiry is not None:
+                expiry.cancel()
 
     # --- worker --------------------------------------------------------------------------------
 
@@ -222,6 +226,12 @@ class DynamicBatcher:
         for item, piece in zip(taken, pieces, strict=True):
             if not item.future.done():
                 item.future.set_result(piece)
+
+    def _expire(self, future: asyncio.Future[Outputs], timeout_s: float) -> None:
+        if not future.done():
+            future.set_exception(DeadlineExceededError(
+                f"model {self.name!r} did not answer within the {timeout_s:g} s deadline",
+                deadline_s=timeout_s))
 
     def _drop_finished_heads(self) -> None:
         while self._waiting and self._waiting[0].future.done():
