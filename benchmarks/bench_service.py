@@ -7,8 +7,9 @@ throughput and p50/p99 latency. Prints a Markdown table plus the ratios the issu
 writes everything to a JSON file.
 
 The server's overhead at concurrency 1 is measured *paired*: each step times two direct
-``session.run`` calls in this process (the second back-to-back; the session does not spin, see
-:func:`paired_overhead`) and then the same instance through the server, so slow drifts of this
+``session.run`` calls in this process (the second back-to-back; the session is loaded as the
+server loads it, see :func:`paired_overhead`) and then the same instance through the server, so
+slow drifts of this
 shared machine's memory bandwidth (the reference model streams 64 MB of weights per call) hit
 both sides alike. The overhead is the server's p50 minus the back-to-back direct p50 of the
 same run. The unpaired numbers (a spinning direct loop before the servers start, and the
@@ -82,24 +83,26 @@ def direct_loop(model: Path, instances: np.ndarray, threads: int | None) -> dict
     return {"throughput_rps": len(instances) / elapsed, **percentiles(latencies)}
 
 
-def ort_session(model: Path, threads: int | None, spinning: bool = True) -> Any:
+def ort_session(model: Path, threads: int | None) -> Any:
     """A CPU session loaded exactly as the server loads it (``service.runtime.load_model``)."""
     from service.runtime import load_model
 
-    return load_model(model, "cpu", threads, spin=spinning).session
+    return load_model(model, "cpu", threads).session
 
 
 def paired_overhead(port: int, model: Path, instances: np.ndarray, body: str,
                     threads: int | None) -> dict[str, Any]:
     """Per instance: a direct call after idling, one back-to-back, then the server (one client).
 
-    The direct session does not spin its idle threads: spinning ones would take this 2-core
-    machine's CPU from the server during the request that follows. Its calls are therefore
-    slower than a spinning back-to-back loop (the unpaired direct loop, reported too). Pausing
-    instead of not spinning was tried: after a 20 ms pause the server answered in 15 ms
-    instead of 8.5 (every thread of it asleep), which measures sparse traffic, not overhead.
+    The direct session is loaded as the server loads it: its threads spin while a run is in
+    progress and stop when it ends, on both sides. With ONNX Runtime's default (threads spinning
+    on after a run) either side's idle threads take this 2-core machine's CPU from the other:
+    the direct calls measured 6.8-8.0 ms next to such a server against 4.5-4.7 ms next to one
+    that stops spinning, which made the overhead look 2 ms smaller than it is. Pausing between
+    the two was tried too: after a 20 ms pause the server answered in 15 ms instead of 8.5
+    (every thread of it asleep), which measures sparse traffic, not overhead.
     """
-    session = ort_session(model, threads, spinning=False)
+    session = ort_session(model, threads)
     name = session.get_inputs()[0].name
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     idle, warm, served = [], [], []

@@ -112,8 +112,10 @@ def load_model(path: str | Path, device: str = "auto", threads: int | None = Non
         name: the served name; defaults to the file's stem (the parent's parent directory in a
             repository is passed explicitly by the caller).
         version: the served version string.
-        spin: let idle intra-op threads busy-wait (ONNX Runtime's default). ``False``: they
-            sleep and leave the CPU to the event loop and the other requests.
+        spin: let idle intra-op threads busy-wait while a run is in progress and stop spinning
+            when it ends (``session.force_spinning_stop``). ONNX Runtime's default keeps them
+            spinning after the run, which takes the CPU from the server's own work on a small
+            machine. ``False``: they never spin.
 
     Returns:
         The loaded model.
@@ -133,7 +135,9 @@ def load_model(path: str | Path, device: str = "auto", threads: int | None = Non
     if threads is not None:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    if not spin:
+    if spin:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    else:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)

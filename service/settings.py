@@ -42,9 +42,9 @@ class ServeSettings(BaseSettings):
     """ONNX Runtime intra-op threads per model; unset lets ONNX Runtime decide."""
 
     spin: bool = True
-    """Let ONNX Runtime's idle intra-op threads busy-wait for work (ONNX Runtime's default):
-    the fastest single requests. Off, they sleep and leave the CPU to the server's HTTP work,
-    which serves more under heavy batching on a machine with few cores (docs/serving.md)."""
+    """Let ONNX Runtime's intra-op threads busy-wait for work while a batch runs (fast hand-offs
+    between its operators); they stop as soon as the run ends, leaving the CPU to the server's
+    HTTP work. Off, they never spin: a little slower per run (docs/serving.md)."""
 
     max_batch_size: int = Field(default=64, ge=1)
     """Most instances merged into one run, and most instances accepted in one request."""

@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-queue", type=int, metavar="N", help="waiting requests per model before 503 (default 1024)")
     add("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
     add("--no-spin", dest="spin", action="store_false", default=None,
-        help="ONNX Runtime's idle threads sleep instead of spinning: more throughput under heavy "
-             "batching on few cores, slower single requests (env LC2D_SPIN=false)")
+        help="ONNX Runtime's threads never spin (by default they spin while a batch runs and "
+             "stop when it ends); a little slower per run (env LC2D_SPIN=false)")
     add("--request-timeout-ms", type=float, metavar="T", help="deadline of one request; 504 past it")
     add("--max-body-bytes", type=int, metavar="N", help="largest request body; 413 beyond it")
     add("--allow-non-finite", action="store_true", default=None, help="accept NaN and Inf inputs")
