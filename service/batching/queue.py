@@ -208,24 +208,48 @@ class DynamicBatcher:
         return taken
 
     async def _run_batch(self, taken: list[_Waiting]) -> None:
+        """Runs one merged batch in the worker thread and answers every request of it.
+
+        The thread also splits the outputs and hands everything back in one loop callback that
+        resolves the requests' futures directly: an answer reaches its request one loop step
+        after the run, not via an executor future and this task first.
+        """
         merged, sizes = merge_requests([item.batch for item in taken])
         started = time.monotonic()
         loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def run_and_split() -> None:
+            try:
+                pieces, failure = split_outputs(self._run(merged), sizes), None
+            except Exception as err:  # handed to every waiting caller; nobody hangs
+                pieces, failure = None, err
+            loop.call_soon_threadsafe(self._deliver, taken, pieces, failure, finished, len(merged), started)
+
+        assert self._executor is not None
         try:
-            outputs = await loop.run_in_executor(self._executor, self._run, merged)
-            pieces = split_outputs(outputs, sizes)
-        except Exception as err:  # every waiting caller gets the failure; nobody hangs
-            failure = err if isinstance(err, ServiceError) else InferenceFailedError(
-                f"model {self.name!r} failed on a batch of {len(merged)}: {err}")
+            self._executor.submit(run_and_split)
+        except RuntimeError as err:  # the executor is shut down
+            self._deliver(taken, None, err, finished, len(merged), started)
+        await finished
+
+    def _deliver(self, taken: list[_Waiting], pieces: list[Outputs] | None, failure: Exception | None,
+                 finished: asyncio.Future[None], size: int, started: float) -> None:
+        """On the loop: resolves each request with its rows, or every request with the failure."""
+        if pieces is None:
+            error = failure if isinstance(failure, ServiceError) else InferenceFailedError(
+                f"model {self.name!r} failed on a batch of {size}: {failure}")
             for item in taken:
                 if not item.future.done():
-                    item.future.set_exception(failure)
-            return
-        if self._observer is not None:
-            self._observer.batch_ran(len(merged), len(taken), time.monotonic() - started)
-        for item, piece in zip(taken, pieces, strict=True):
-            if not item.future.done():
-                item.future.set_result(piece)
+                    item.future.set_exception(error)
+        else:
+            for item, piece in zip(taken, pieces, strict=True):
+                if not item.future.done():
+                    item.future.set_result(piece)
+            if self._observer is not None:  # after the answers: their tasks run first
+                asyncio.get_running_loop().call_soon(self._observer.batch_ran, size, len(taken),
+                                                     time.monotonic() - started)
+        finished.set_result(None)
 
     def _expire(self, future: asyncio.Future[Outputs], timeout_s: float) -> None:
         if not future.done():

@@ -110,6 +110,26 @@ def test_batcher_gives_every_request_of_a_failed_batch_the_error() -> None:
     assert all(isinstance(r, InferenceFailedError) and "kernel exploded" in str(r) for r in results)
 
 
+def test_batcher_fails_every_request_when_a_run_returns_the_wrong_rows() -> None:
+    def drops_a_row(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return {"y": batch[1:] * 2.0}
+
+    async def scenario() -> list[object]:
+        batcher = DynamicBatcher(drops_a_row, max_batch_size=8, max_delay_s=0.05)
+        batcher.start()
+        failed = await asyncio.wait_for(asyncio.gather(
+            *(batcher.submit(np.full((1, 2), i, np.float32)) for i in range(3)), return_exceptions=True), 5)
+        later = await asyncio.wait_for(asyncio.gather(  # the worker still serves the next batch
+            batcher.submit(np.ones((2, 2), np.float32)), return_exceptions=True), 5)
+        await batcher.close()
+        return [*failed, *later]
+
+    results = asyncio.run(scenario())
+    assert len(results) == 4
+    assert all(isinstance(r, InferenceFailedError) for r in results), results
+    assert all("expected 3 rows" in str(r) for r in results[:3]) and "expected 2 rows" in str(results[3])
+
+
 def test_batcher_deadline_gives_deadline_exceeded_and_skips_the_request() -> None:
     calls: list[int] = []
 
