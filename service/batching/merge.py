@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -40,6 +41,8 @@ def split_outputs(outputs: Mapping[str, np.ndarray], sizes: Sequence[int]) -> li
         if value.ndim == 0 or value.shape[0] != total:
             raise ValueError(f"output {name!r} has shape {list(value.shape)}, expected {total} rows "
                              "(one per merged instance)")
-    bounds = np.cumsum([0, *sizes])
+    if len(sizes) == 1:  # a batch of one request (every request when traffic is light)
+        return [dict(outputs)]
+    bounds = [0, *itertools.accumulate(sizes)]  # np.cumsum of a list costs ~0.1 ms here
     return [{name: value[start:stop] for name, value in outputs.items()}
-            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+            for start, stop in itertools.pairwise(bounds)]
