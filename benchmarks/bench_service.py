@@ -125,7 +125,7 @@ def paired_overhead(port: int, model: Path, instances: np.ndarray, body: str,
             warm.append(times[1])
             served.append(time.perf_counter() - tick)
     connection.close()
-    result = {"direct_idle": percentiles(idle), "direct_back_to_back": percentiles(warm),
+    result: dict[str, Any] = {"direct_idle": percentiles(idle), "direct_back_to_back": percentiles(warm),
               "server": percentiles(served)}
     result["overhead_p50_ms"] = result["server"]["p50_ms"] - result["direct_back_to_back"]["p50_ms"]
     result["overhead_vs_idle_p50_ms"] = result["server"]["p50_ms"] - result["direct_idle"]["p50_ms"]
@@ -191,7 +191,8 @@ class StdlibConnection:
         self.connection.close()
 
 
-CLIENTS = {"raw": RawConnection, "http.client": StdlibConnection}
+CLIENTS: dict[str, type[RawConnection] | type[StdlibConnection]] = {
+    "raw": RawConnection, "http.client": StdlibConnection}
 
 
 class Server:
@@ -210,6 +211,7 @@ class Server:
                     return
             except OSError:
                 if self.process.poll() is not None:
+                    assert self.process.stderr is not None
                     raise RuntimeError(self.process.stderr.read().decode()) from None
                 time.sleep(0.1)
         raise RuntimeError("server did not become ready")
