@@ -145,6 +145,7 @@ class RawConnection:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = bytearray(1 << 20)
+        self._body = (0, 0)
 
     def post(self, path: str, content: bytes, headers: dict[str, str]) -> int:
         """Sends one POST and reads its whole answer; returns the status code."""
@@ -153,6 +154,8 @@ class RawConnection:
                           f"{len(content)}\r\n\r\n".encode("latin1") + content)
         got, end = 0, -1
         while end < 0:
+            if got == len(self.buffer):
+                self.buffer.extend(bytes(len(self.buffer)))
             got += self._receive(got, len(self.buffer))
             end = self.buffer.find(b"\r\n\r\n", 0, got)
         lines = bytes(self.buffer[:end]).decode("latin1").split("\r\n")
@@ -162,7 +165,12 @@ class RawConnection:
             self.buffer.extend(bytes(total - len(self.buffer)))
         while got < total:
             got += self._receive(got, total)
+        self._body = (end + 4, total)
         return int(lines[0].split(" ", 2)[1])
+
+    def body(self) -> bytes:
+        """The body of the last answer."""
+        return bytes(self.buffer[slice(*self._body)])
 
     def _receive(self, start: int, stop: int) -> int:
         with memoryview(self.buffer) as view:

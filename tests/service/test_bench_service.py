@@ -1,0 +1,58 @@
+"""The service benchmark's HTTP client and a short end-to-end run, against real servers on 127.0.0.1."""
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import bench_service
+from benchmarks.bench_service import RawConnection, StdlibConnection
+
+NPY = {"Content-Type": "application/x-npy", "Accept": "application/x-npy"}
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_raw_connection_reads_each_whole_answer_on_one_keep_alive_connection(live_server, tiny_model,
+                                                                             rng) -> None:
+    raw, stdlib = RawConnection(live_server.port), StdlibConnection(live_server.port)
+    raw.buffer = bytearray(16)  # answers are larger: the buffer must grow, the reads must loop
+    try:
+        for size in (1, 7, 64):
+            batch = rng.normal(size=(size, 8, 8, 1)).astype(np.float32)
+            assert raw.post("/predict", npy(batch), NPY) == 200
+            np.testing.assert_allclose(np.load(io.BytesIO(raw.body())), tiny_model.reference(batch),
+                                       rtol=1e-5, atol=1e-6)
+            assert raw.post("/predict", json.dumps({"instances": batch.tolist()}).encode(),
+                            {"Content-Type": "application/json"}) == 200
+            assert len(json.loads(raw.body())["predictions"]) == size
+        assert raw.post("/predict", b"x", {"Content-Type": "text/plain"}) == 415  # errors: same connection
+        assert "expected one of" in json.loads(raw.body())["error"]
+        assert stdlib.post("/predict", npy(batch), NPY) == 200
+    finally:
+        raw.close()
+        stdlib.close()
+
+
+def test_bench_service_writes_throughput_latency_and_paired_overhead(tiny_model, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    code = bench_service.main(["--model", str(tiny_model.path), "--requests", "40", "--concurrency", "1,4",
+                               "--paired", "30", "--threads", "1", "--json-out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert {(r["batching"], r["body"], r["concurrency"]) for r in report["server"]} == {
+        (mode, body, c) for mode in ("on", "off") for body in ("json", "npy") for c in (1, 4)}
+    assert all(r["throughput_rps"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] for r in report["server"])
+    for body in ("json", "npy"):
+        paired = report["paired_c1"][body]
+        assert paired["server"]["p50_ms"] > 0 and paired["direct_back_to_back"]["p50_ms"] > 0
+        assert "server_overhead_median_step_ms_c1_" + body in report["ratios"]
+    assert report["settings"]["client"] == "raw"
