@@ -128,13 +128,16 @@ def test_sparse_lowering_stores_no_dense_kernel(tmp_path: Path) -> None:
 
 def test_chunked_lowering_with_a_ragged_last_chunk_matches_keras(
         tmp_path: Path, export_rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
     from export import to_onnx
     from export.lowerings import chunked
+    from models.locally_connected import LocallyConnected2D
 
-    model = lc_stack(1, "channels_last")
-    # ~7 locations per chunk: several chunks, and a last one padded with zero-weight locations
-    monkeypatch.setattr(chunked, "CHUNK_BYTES", 7 * 2 * 9 * 64 * 4)
-    layer = model.layers[0]
+    layer = LocallyConnected2D(3, 3, bias_initializer="random_normal", name="lc")  # 7 x 7 = 49 locations
+    model = keras.Sequential([keras.Input((9, 9, 2)), layer, LocallyConnected2D(2, 2, name="lc2")])
+    # ~5 locations per chunk (no divisor of 49 from 3 to 5): a last chunk padded with zero-weight locations
+    monkeypatch.setattr(chunked, "CHUNK_BYTES", 5 * 3 * 3 * 2 * 64 * 4)
     assert layer.geometry.locations % chunked.chunk_size(layer.geometry) != 0
     path = tmp_path / "chunked.onnx"
     to_onnx(model, path, lowering="chunked")
@@ -211,3 +214,14 @@ def test_chunked_lowering_folds_the_bias_and_writes_the_output_once(
     producer = {out: node for node in graph.node for out in node.output}
     assert producer[graph.output[0].name].op_type == "Transpose"  # no Reshape copy at the end
     assert_matches_keras(model, path, random_input(export_rng, model, batch=5))
+
+
+def test_chunk_size_prefers_a_divisor_of_the_locations_so_nothing_is_sliced_away() -> None:
+    from export.lowerings.chunked import chunk_size
+    from models.geometry import LocalGeometry
+
+    l4 = LocalGeometry(63, 63, 16, 16, (9, 9), (1, 1), "valid", "channels_last")  # 55 x 55 = 3025 locations
+    assert chunk_size(l4) == 11 and l4.locations % 11 == 0  # about 12 wanted: 11 divides, 12 would pad
+    l5 = LocalGeometry(55, 55, 16, 16, (7, 7), (2, 2), "valid", "channels_last")  # 625: no divisor in 10..20
+    assert chunk_size(l5) == 20
+    assert chunk_size(l4, element_bytes=1, output_bytes=512 << 10) == 25  # the int8 lowering's chunks
