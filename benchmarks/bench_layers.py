@@ -3,10 +3,10 @@
 For every workload (see :mod:`benchmarks.workloads`) and batch size it times, on this machine:
 tf_keras's implementations 1/2/3 (when tf_keras is installed) and our Keras layer per
 implementation, in this process (graph mode, a warm ``tf.function``), and each ONNX lowering of
-:mod:`export` plus the one ``auto`` picks, in ONNX Runtime (intra-op threads = cores,
-``ORT_ENABLE_ALL``), each file in a fresh process (:mod:`benchmarks.onnx_timer`). Every result
-carries its FLOPs, bytes, the floor ``max(FLOPs / rate, bytes / bandwidth)`` with this
-machine's measured rates, its ratio to that floor, and its largest relative error against our
+:mod:`export` plus the one ``auto`` picks and the opt-in ``int8``, in ONNX Runtime (intra-op
+threads = cores, ``ORT_ENABLE_ALL``), each file in a fresh process (:mod:`benchmarks.onnx_timer`).
+Every result carries its FLOPs, bytes, the floor ``max(FLOPs / rate, bytes / bandwidth)`` with
+this machine's measured rates, its ratio to that floor, and its largest relative error against our
 Keras implementation 1 on the same input.
 
 Configurations that cannot run here are predicted from their sizes and recorded as skipped
@@ -271,11 +271,11 @@ class Suite:
 
     def methods(self, reference: Any) -> Iterator[tuple[str, str, Callable[[], Runner | str]]]:
         """``(family, variant, make)`` for every method; ``make`` returns a Runner or a skip reason."""
-        from export.lowerings import LC_STRATEGIES
+        from export.lowerings import LC_STRATEGIES, QUANTIZED_STRATEGIES
 
         for family in self.config.families:
             if family == "onnx":
-                for strategy in (*LC_STRATEGIES, "auto"):
+                for strategy in (*LC_STRATEGIES, "auto", *QUANTIZED_STRATEGIES):
                     yield family, strategy, self._onnx_maker(reference, strategy)
             else:
                 for impl in IMPLEMENTATIONS:

@@ -116,6 +116,19 @@ def methods_table(records: list[dict[str, Any]], batch: int) -> str:
     return "\n".join(lines)
 
 
+def int8_table(records: list[dict[str, Any]]) -> str:
+    """Per workload and batch: ``auto`` against ``int8``, and int8's error against Keras (normwise)."""
+    lines = ["| workload | batch | auto ms | int8 ms | int8 speed-up | int8 error vs Keras |",
+             "|---|---:|---:|---:|---:|---:|"]
+    autos = {(x["workload"], x["batch"]): x for x in _ok(y for y in records if y["method"] == "onnx auto")}
+    for r in _ok(x for x in records if x["method"] == "onnx int8"):
+        auto = autos.get((r["workload"], r["batch"]))
+        speedup = f"{auto['median_ms'] / r['median_ms']:.2f}×" if auto else "—"
+        lines.append(f"| {r['title']} | {r['batch']} | {_ms(auto['median_ms']) if auto else '—'} | "
+                     f"{_ms(r['median_ms'])} | {speedup} | {r['max_rel_error']:.2%} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def reasons_list(records: list[dict[str, Any]]) -> str:
     """One line per (workload, method) that did not run, with the reason."""
     seen: dict[tuple[str, str], str] = {}
@@ -143,6 +156,9 @@ def markdown(result: dict[str, Any], chart: str | None = "perf/chart.png") -> st
     for batch in result["settings"]["batches"]:
         parts += [f"### Every method, batch {batch}: median ms (× floor)",
                   methods_table(result["results"], batch)]
+    quantized = int8_table(result["results"])
+    if quantized:
+        parts += ["### The opt-in int8 lowering: time and accuracy change", quantized]
     parts += ["### Not run", reasons_list(result["results"])]
     if chart:
         parts.append(f"![median time per workload and method, log scale]({chart})")

@@ -14,14 +14,14 @@ import onnx
 from export.auto import DEFAULT_AUTO_BATCHES, choose_lowering
 from export.errors import ExportError
 from export.graph import LoweredGraph, ModelWalk, lower_model, walk_model
-from export.lowerings import LC_STRATEGIES
+from export.lowerings import LC_STRATEGIES, QUANTIZED_STRATEGIES
 from export.lowerings.base import DEFAULT_DENSE_BUDGET_BYTES, LoweringContext
 from export.lowerings.dense import check_dense_budget
 from export.metadata import LayerRecord, ModelDescription, metadata_props, read_metadata, write_metadata
-from export.parity import DEFAULT_BATCH_SIZES, DEFAULT_TOLERANCE, check_parity
+from export.parity import DEFAULT_BATCH_SIZES, DEFAULT_TOLERANCE, INT8_TOLERANCE, check_parity
 from export.runtime import DEFAULT_PROVIDER, make_session
 
-LOWERING_CHOICES = ("implementation", "local", "chunked", "adaptive", "dense", "sparse", "auto")
+LOWERING_CHOICES = ("implementation", "local", "chunked", "adaptive", "dense", "sparse", "auto", "int8")
 BY_IMPLEMENTATION = {1: "local", 2: "dense", 3: "sparse"}
 MIN_OPSET = 17
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf cannot serialize a message of 2 GiB or more
@@ -65,7 +65,7 @@ class ExportReport:
 def to_onnx(model: Any, path: str | os.PathLike[str], lowering: str = "implementation", opset: int = 20,
             check: bool = True, *, dense_budget_bytes: int = DEFAULT_DENSE_BUDGET_BYTES,
             external_data_threshold: int = EXTERNAL_DATA_THRESHOLD, provider: str = DEFAULT_PROVIDER,
-            tolerance: float = DEFAULT_TOLERANCE, parity_batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+            tolerance: float | None = None, parity_batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
             auto_batches: tuple[int, ...] = DEFAULT_AUTO_BATCHES) -> ExportReport:
     """Export a Keras model to a standard-ONNX file.
 
@@ -73,14 +73,17 @@ def to_onnx(model: Any, path: str | os.PathLike[str], lowering: str = "implement
         model: a built Sequential or functional ``keras.Model`` with one input.
         path: where to write the ``.onnx`` file.
         lowering: how each LocallyConnected2D is lowered: ``implementation`` (1 → local,
-            2 → dense, 3 → sparse), ``local``, ``dense``, ``sparse`` or ``auto`` (fastest measured).
+            2 → dense, 3 → sparse), ``local``, ``chunked``, ``adaptive``, ``dense``, ``sparse``,
+            ``auto`` (the fastest float lowering measured) or ``int8`` (opt-in: 8-bit integer
+            products, see ``export/lowerings/int8.py``; its parity check allows ``INT8_TOLERANCE``).
         opset: ONNX opset of the standard domain, at least 17.
         check: run the parity check (ONNX Runtime vs Keras) and fail over ``tolerance``.
         dense_budget_bytes: largest dense kernel (bytes) the ``dense`` lowering may create.
         external_data_threshold: initializers totalling this many bytes or more go to a
             ``<name>.onnx.data`` file next to the model.
         provider: ONNX Runtime execution provider for the parity check and ``auto`` timings.
-        tolerance: largest accepted relative error of the parity check.
+        tolerance: largest accepted relative error of the parity check; default
+            ``DEFAULT_TOLERANCE`` (1e-4), or ``INT8_TOLERANCE`` with ``lowering="int8"``.
         parity_batch_sizes: batch sizes of the parity check.
         auto_batches: batch sizes at which ``auto`` times each lowering.
 
@@ -92,6 +95,8 @@ def to_onnx(model: Any, path: str | os.PathLike[str], lowering: str = "implement
             layers (all listed at once), a dense kernel over budget, or a failed parity check.
     """
     start = time.perf_counter()
+    if tolerance is None:
+        tolerance = INT8_TOLERANCE if lowering in QUANTIZED_STRATEGIES else DEFAULT_TOLERANCE
     _validate(lowering, opset, tolerance)
     ctx = LoweringContext(opset=int(opset), dense_budget_bytes=int(dense_budget_bytes))
     walk = walk_model(model)
@@ -144,7 +149,7 @@ def _plan_strategies(walk: ModelWalk, lowering: str, ctx: LoweringContext, provi
     for layer in layers:
         if strategies[layer.name] == "dense":
             check_dense_budget(layer, ctx)
-    assert set(strategies.values()) <= set(LC_STRATEGIES)
+    assert set(strategies.values()) <= {*LC_STRATEGIES, *QUANTIZED_STRATEGIES}
     return strategies, {}
 
 

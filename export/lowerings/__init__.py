@@ -3,8 +3,9 @@
 from export.lowerings.registry import (
     LC_STRATEGIES,
     LOWERINGS,
+    QUANTIZED_STRATEGIES,
     STANDARD,
     find_lowering,
 )
 
-__all__ = ["LC_STRATEGIES", "LOWERINGS", "STANDARD", "find_lowering"]
+__all__ = ["LC_STRATEGIES", "LOWERINGS", "QUANTIZED_STRATEGIES", "STANDARD", "find_lowering"]

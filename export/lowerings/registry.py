@@ -1,8 +1,8 @@
 """The one table of lowerings: ``(Keras layer class name, strategy) -> lowering``.
 
-LocallyConnected2D has five strategies (``local``, ``chunked``, ``adaptive``, ``dense``,
-``sparse``); every other layer has one, ``standard``. Adding a layer is adding a row here
-and a function in its module.
+LocallyConnected2D has five float strategies (``local``, ``chunked``, ``adaptive``, ``dense``,
+``sparse``) and one quantised (``int8``); every other layer has one, ``standard``. Adding a
+layer is adding a row here and a function in its module.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from export.lowerings.adaptive import lower_locally_connected_adaptive
 from export.lowerings.base import Lowering
 from export.lowerings.chunked import lower_locally_connected_chunked
 from export.lowerings.dense import lower_locally_connected_dense
+from export.lowerings.int8 import lower_locally_connected_int8
 from export.lowerings.local import lower_locally_connected_local
 from export.lowerings.sparse import lower_locally_connected_sparse
 
 STANDARD = "standard"
 LC_TYPE = "LocallyConnected2D"
 LC_STRATEGIES = ("local", "chunked", "adaptive", "dense", "sparse")
+QUANTIZED_STRATEGIES = ("int8",)  # opt-in: they change the numbers, so ``auto`` never picks them
 
 _IDENTITY_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
                     "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
@@ -29,6 +31,7 @@ LOWERINGS: dict[tuple[str, str], Lowering] = {
     (LC_TYPE, "adaptive"): lower_locally_connected_adaptive,
     (LC_TYPE, "dense"): lower_locally_connected_dense,
     (LC_TYPE, "sparse"): lower_locally_connected_sparse,
+    (LC_TYPE, "int8"): lower_locally_connected_int8,
     ("Conv2D", STANDARD): standard.lower_conv2d,
     ("MaxPooling2D", STANDARD): standard.lower_max_pooling2d,
     ("AveragePooling2D", STANDARD): standard.lower_average_pooling2d,

@@ -12,7 +12,7 @@ from lc2d.errors import UsageError
 
 HELP = "Export a .keras model to standard ONNX, LocallyConnected2D lowered as asked; parity-checked."
 # the same as export.LOWERING_CHOICES, kept here so that `lc2d --help` imports no TensorFlow
-LOWERINGS = ("implementation", "local", "chunked", "adaptive", "dense", "sparse", "auto")
+LOWERINGS = ("implementation", "local", "chunked", "adaptive", "dense", "sparse", "auto", "int8")
 DEFAULT_DENSE_BUDGET_MIB = 1024
 
 
@@ -22,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to write the ONNX file; default: MODEL with the suffix .onnx")
     parser.add_argument("--lowering", choices=LOWERINGS, default="implementation",
                         help="how each LocallyConnected2D is lowered: as its implementation says "
-                             "(1 local, 2 dense, 3 sparse), one strategy for all, or auto (fastest "
-                             "measured); default: implementation")
+                             "(1 local, 2 dense, 3 sparse), one strategy for all, auto (fastest "
+                             "measured), or int8 (8-bit integer products, opt-in: changes the "
+                             "numbers, parity tolerance 5%%); default: implementation")
     parser.add_argument("--opset", type=int, default=20, help="ONNX opset, at least 17; default: 20")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the parity check (ONNX Runtime vs Keras on random inputs)")

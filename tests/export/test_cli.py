@@ -31,6 +31,27 @@ def test_cli_export_writes_checked_onnx(digits_keras: Path, tmp_path: Path,
     assert json.loads(report.read_text())["layers"][0]["lowering"] == "local"
 
 
+def test_cli_export_int8_writes_a_quantized_model_within_its_tolerance(
+        digits_keras: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from export.parity import INT8_TOLERANCE
+
+    out, report = tmp_path / "digits_int8.onnx", tmp_path / "report.json"
+    assert main(["export", str(digits_keras), "-o", str(out), "--lowering", "int8",
+                 "--report", str(report)]) == 0
+    assert "implementation 3 -> int8" in capsys.readouterr().out
+    written = json.loads(report.read_text())
+    assert written["layers"][0]["lowering"] == "int8" and 0 < written["parity_max_rel_error"] < INT8_TOLERANCE
+    assert "MatMulInteger" in {n.op_type for g in onnx.load(str(out)).graph.node for a in g.attribute
+                               if a.type == onnx.AttributeProto.GRAPH for n in a.g.node}
+
+
+def test_cli_lowering_choices_are_the_export_apis() -> None:
+    from export.api import LOWERING_CHOICES
+    from lc2d.commands.export import LOWERINGS
+
+    assert LOWERINGS == LOWERING_CHOICES
+
+
 def test_cli_export_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(tmp_path / "absent.keras"), "-o", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
