@@ -1,19 +1,20 @@
 """Benchmark of the inference service against a direct ONNX Runtime loop, in the same run.
 
-Starts ``lc2d serve`` twice on 127.0.0.1 (batching on: ``--max-batch-size 64``; batching off:
-``--max-batch-size 1``), drives it with C concurrent clients (threads with keep-alive
-connections), each sending one random instance per request as JSON or as ``.npy``, and measures
-throughput and p50/p99 latency. Prints a Markdown table plus the ratios the issue asks about and
-writes everything to a JSON file.
+Starts two ``lc2d serve`` on 127.0.0.1 (batching on: ``--max-batch-size 64``; batching off:
+``--max-batch-size 1``), drives them with C concurrent clients (threads with keep-alive
+connections, see :class:`RawConnection`), each sending one random instance per request as JSON
+or as ``.npy``, and measures throughput and p50/p99 latency. Each (body, clients) is measured
+``--rounds`` times, batching on and off in turn, so that both sides of a ratio are measured a
+few seconds apart: this shared machine's speed drifts by up to 2x over minutes. Rows are
+medians over the rounds; the batching speed-up is the median of the per-round ratios. Prints a
+Markdown table plus the ratios the issue asks about and writes everything to a JSON file.
 
 The server's overhead at concurrency 1 is measured *paired*: each step times two direct
 ``session.run`` calls in this process (the second back-to-back; the session is loaded as the
 server loads it, see :func:`paired_overhead`) and then the same instance through the server, so
-slow drifts of this
-shared machine's memory bandwidth (the reference model streams 64 MB of weights per call) hit
-both sides alike. The overhead is the server's p50 minus the back-to-back direct p50 of the
-same run. The unpaired numbers (a spinning direct loop before the servers start, and the
-concurrency-1 rows) are reported as well: against them the overhead is larger.
+slow drifts of the machine hit both sides alike. The overhead is the server's p50 minus the
+back-to-back direct p50, and the median of the per-step differences. The unpaired number (a
+direct loop before the servers start against the concurrency-1 row) is reported as well.
 
 Usage:
     python benchmarks/bench_service.py --model artifacts/models/digits/1/model.onnx \
@@ -55,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="extra `lc2d serve` options for both servers, e.g. \"--no-spin\"")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="raw",
                         help="HTTP client: raw keep-alive sockets (default) or Python's http.client")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measurements of each (body, clients), batching on and off in turn (default 3)")
     parser.add_argument("--paired", type=int, default=300,
                         help="steps of the paired concurrency-1 overhead measurement (default 300)")
     parser.add_argument("--json-out", type=Path, default=Path("docs/bench_service.json"))
@@ -279,44 +282,61 @@ def main(argv: list[str] | None = None) -> int:
     modes = {"on": ["--max-batch-size", str(args.max_batch_size), "--max-delay-ms", str(args.max_delay_ms)],
              "off": ["--max-batch-size", "1"]}
     direct = direct_loop(args.model, instances, args.threads)
-    rows: list[dict[str, Any]] = []
+    measured: list[dict[str, Any]] = []
     paired: dict[str, Any] = {}
-    for mode, extra in modes.items():
-        server = Server(args.model, extra + threads + args.server_args.split())
-        try:
-            if mode == "on":
-                for body in ("json", "npy"):
-                    paired[body] = paired_overhead(server.port, args.model, instances[:args.paired],
-                                                   body, args.threads, args.client)
-                    print(f"paired c=1 {body:4}: server p50 {paired[body]['server']['p50_ms']:.2f} ms, "
-                          f"direct p50 {paired[body]['direct_back_to_back']['p50_ms']:.2f} ms, "
-                          f"overhead {paired[body]['overhead_p50_ms']:.2f} ms "
-                          f"(median per step {paired[body]['median_step_overhead_ms']:.2f})", file=sys.stderr)
-            for body in ("json", "npy"):
-                for concurrency in levels:
-                    result = drive(server.port, instances, concurrency, body, args.client)
-                    rows.append({"batching": mode, "body": body, "concurrency": concurrency, **result})
-                    print(f"batching {mode:3} {body:4} c={concurrency:3}: "
-                          f"{result['throughput_rps']:8.0f} req/s "
-                          f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms", file=sys.stderr)
-        finally:
+    servers: dict[str, Server] = {}
+    try:  # both servers at once: each round measures batching on and off a few seconds apart
+        for mode, extra in modes.items():
+            servers[mode] = Server(args.model, extra + threads + args.server_args.split())
+        for body in ("json", "npy"):
+            paired[body] = paired_overhead(servers["on"].port, args.model, instances[:args.paired],
+                                           body, args.threads, args.client)
+            print(f"paired c=1 {body:4}: server p50 {paired[body]['server']['p50_ms']:.2f} ms, "
+                  f"direct p50 {paired[body]['direct_back_to_back']['p50_ms']:.2f} ms, "
+                  f"overhead {paired[body]['overhead_p50_ms']:.2f} ms "
+                  f"(median per step {paired[body]['median_step_overhead_ms']:.2f})", file=sys.stderr)
+        for body in ("json", "npy"):
+            for concurrency in levels:
+                for round_ in range(args.rounds):
+                    for mode, server in servers.items():
+                        result = drive(server.port, instances, concurrency, body, args.client)
+                        measured.append({"batching": mode, "body": body, "concurrency": concurrency,
+                                         "round": round_, **result})
+                        print(f"batching {mode:3} {body:4} c={concurrency:3} round {round_ + 1}: "
+                              f"{result['throughput_rps']:8.0f} req/s "
+                              f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms", file=sys.stderr)
+    finally:
+        for server in servers.values():
             server.stop()
-    report = summarize(args, shape, direct, rows, levels, paired)
+    report = summarize(args, shape, direct, measured, levels, paired)
     print(markdown(report))
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
-def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any], rows: list[dict[str, Any]],
-              levels: list[int], paired: dict[str, Any]) -> dict[str, Any]:
+def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any],
+              measured: list[dict[str, Any]], levels: list[int], paired: dict[str, Any]) -> dict[str, Any]:
+    """Rows are medians over the rounds; the speed-up is the median of the per-round ratios."""
+    def runs(mode: str, body: str, concurrency: int) -> list[dict[str, Any]]:
+        key = (mode, body, concurrency)
+        return [r for r in measured if (r["batching"], r["body"], r["concurrency"]) == key]
+
+    rows = [{"batching": mode, "body": body, "concurrency": c, "rounds": len(runs(mode, body, c)),
+             **{k: float(np.median([r[k] for r in runs(mode, body, c)])) for k in ("throughput_rps", "p50_ms",
+                                                                                 "p99_ms")}}
+            for body in ("json", "npy") for mode in ("on", "off") for c in levels]
+
     def find(mode: str, body: str, concurrency: int) -> dict[str, Any]:
         key = (mode, body, concurrency)
         return next(r for r in rows if (r["batching"], r["body"], r["concurrency"]) == key)
 
     top = max(levels)
-    ratios = {f"batching_speedup_c{top}_{body}": find("on", body, top)["throughput_rps"]
-              / find("off", body, top)["throughput_rps"] for body in ("json", "npy")}
+    ratios = {}
+    for body in ("json", "npy"):
+        per_round = [on["throughput_rps"] / off["throughput_rps"]
+                     for on, off in zip(runs("on", body, top), runs("off", body, top), strict=True)]
+        ratios[f"batching_speedup_c{top}_{body}"] = float(np.median(per_round))
     for body, result in paired.items():
         ratios[f"server_overhead_p50_ms_c1_{body}"] = result["overhead_p50_ms"]
         ratios[f"server_overhead_vs_idle_p50_ms_c1_{body}"] = result["overhead_vs_idle_p50_ms"]
@@ -329,8 +349,9 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
                         "python": sys.version.split()[0]},
             "settings": {"max_batch_size": args.max_batch_size, "max_delay_ms": args.max_delay_ms,
                          "threads": args.threads, "server_args": args.server_args,
-                         "client": args.client},
-            "direct_onnxruntime": direct, "server": rows, "paired_c1": paired, "ratios": ratios}
+                         "client": args.client, "rounds": args.rounds},
+            "direct_onnxruntime": direct, "server": rows, "rounds": measured, "paired_c1": paired,
+            "ratios": ratios}
 
 
 def markdown(report: dict[str, Any]) -> str:

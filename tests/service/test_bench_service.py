@@ -45,12 +45,14 @@ def test_bench_service_writes_throughput_latency_and_paired_overhead(tiny_model,
     out = tmp_path / "bench.json"
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     code = bench_service.main(["--model", str(tiny_model.path), "--requests", "40", "--concurrency", "1,4",
-                               "--paired", "30", "--threads", "1", "--json-out", str(out)])
+                               "--paired", "30", "--rounds", "2", "--threads", "1", "--json-out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert {(r["batching"], r["body"], r["concurrency"]) for r in report["server"]} == {
         (mode, body, c) for mode in ("on", "off") for body in ("json", "npy") for c in (1, 4)}
-    assert all(r["throughput_rps"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] for r in report["server"])
+    assert all(r["throughput_rps"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] and r["rounds"] == 2
+               for r in report["server"])
+    assert len(report["rounds"]) == 2 * 2 * 2 * 2  # bodies x levels x batching on/off x rounds
     for body in ("json", "npy"):
         paired = report["paired_c1"][body]
         assert paired["server"]["p50_ms"] > 0 and paired["direct_back_to_back"]["p50_ms"] > 0
