@@ -19,7 +19,7 @@ direct loop before the servers start against the concurrency-1 row) is reported 
 Usage:
     python benchmarks/bench_service.py --model artifacts/models/digits/1/model.onnx \
         --requests 2000 --json-out docs/bench_service.json
-    python benchmarks/bench_service.py --model M.onnx --server-args "--no-spin"
+    python benchmarks/bench_service.py --model M.onnx --server-args=--no-spin
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PAIRED_BLOCK = 10  # calls per block of the paired concurrency-1 measurement
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,13 +54,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=64, help="batch size with batching on")
     parser.add_argument("--max-delay-ms", type=float, default=0.0, help="batch delay with batching on")
     parser.add_argument("--server-args", default="",
-                        help="extra `lc2d serve` options for both servers, e.g. \"--no-spin\"")
+                        help="extra `lc2d serve` options for both servers, e.g. --server-args=--no-spin")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="raw",
                         help="HTTP client: raw keep-alive sockets (default) or Python's http.client")
     parser.add_argument("--rounds", type=int, default=3,
                         help="measurements of each (body, clients), batching on and off in turn (default 3)")
-    parser.add_argument("--paired", type=int, default=300,
-                        help="steps of the paired concurrency-1 overhead measurement (default 300)")
+    parser.add_argument("--paired", type=int, default=400,
+                        help=f"instances of the paired concurrency-1 overhead measurement, each run directly "
+                             f"and through the server, in blocks of {PAIRED_BLOCK} (default 400)")
     parser.add_argument("--json-out", type=Path, default=Path("docs/bench_service.json"))
     args = parser.parse_args(argv)
     if not args.model.is_file():
@@ -95,45 +97,48 @@ def ort_session(model: Path, threads: int | None) -> Any:
     return load_model(model, "cpu", threads).session
 
 
-def paired_overhead(port: int, model: Path, instances: np.ndarray, body: str,
-                    threads: int | None, client: str = "raw") -> dict[str, Any]:
-    """Per instance: a direct call after idling, one back-to-back, then the server (one client).
+def paired_overhead(port: int, model: Path, instances: np.ndarray, body: str, threads: int | None,
+                    client: str = "raw", block: int = PAIRED_BLOCK) -> dict[str, Any]:
+    """Alternating blocks at one client: ``block`` direct calls back to back, then the same
+    instances through the server back to back, and so on; the first call of each block (the
+    other side just ran and evicted the caches) and the first pair of blocks are not counted.
 
-    The direct session is loaded as the server loads it: its threads spin while a run is in
-    progress and stop when it ends, on both sides. With ONNX Runtime's default (threads spinning
-    on after a run) either side's idle threads take this 2-core machine's CPU from the other:
-    the direct calls measured 6.8-8.0 ms next to such a server against 4.5-4.7 ms next to one
-    that stops spinning, which made the overhead look 2 ms smaller than it is. Pausing between
-    the two was tried too: after a 20 ms pause the server answered in 15 ms instead of 8.5
-    (every thread of it asleep), which measures sparse traffic, not overhead.
+    Each side is measured in the state a client sending requests back to back sees, and the
+    blocks alternate every few tenths of a second, far faster than this machine's speed drifts
+    (the same direct loop measured 4.8 and 6.6 ms p50 a few minutes apart). Alternating single
+    calls gave the same overhead; pauses between calls did not (every thread asleep: 15 ms
+    instead of 8.5). The direct session is loaded as the server loads it (threads spin only
+    while a run is in progress): with ONNX Runtime's default, either side's spinning threads
+    took this 2-core machine's CPU from the other.
     """
     session = ort_session(model, threads)
     name = session.get_inputs()[0].name
     connection = CLIENTS[client](port)
-    idle, warm, served = [], [], []
-    for index, instance in enumerate(instances):
-        content, headers = encode(instance, body)
-        feed = {name: instance[None]}
-        times = []
-        for _ in range(2):
-            tick = time.perf_counter()
-            session.run(None, feed)
-            times.append(time.perf_counter() - tick)
-        tick = time.perf_counter()
-        status = connection.post("/predict", content, headers)
-        if status != 200:
-            raise RuntimeError(f"server answered {status}")
-        if index >= 20:  # warm-up
-            idle.append(times[0])
-            warm.append(times[1])
-            served.append(time.perf_counter() - tick)
-    connection.close()
-    result: dict[str, Any] = {"direct_idle": percentiles(idle), "direct_back_to_back": percentiles(warm),
-              "server": percentiles(served)}
-    result["overhead_p50_ms"] = result["server"]["p50_ms"] - result["direct_back_to_back"]["p50_ms"]
-    result["overhead_vs_idle_p50_ms"] = result["server"]["p50_ms"] - result["direct_idle"]["p50_ms"]
-    # the median of the per-step differences: drifts slower than one step cancel in each pair
-    result["median_step_overhead_ms"] = float(np.median(np.subtract(served, warm))) * 1000.0
+    direct, served, differences = [], [], []
+    try:
+        for start in range(0, len(instances) - block + 1, block):
+            batch = instances[start:start + block]
+            direct_times, served_times = [], []
+            for instance in batch:
+                tick = time.perf_counter()
+                session.run(None, {name: instance[None]})
+                direct_times.append(time.perf_counter() - tick)
+            for instance in batch:
+                content, headers = encode(instance, body)
+                tick = time.perf_counter()
+                status = connection.post("/predict", content, headers)
+                served_times.append(time.perf_counter() - tick)
+                if status != 200:
+                    raise RuntimeError(f"server answered {status}")
+            if start > 0:  # the first pair of blocks warms up
+                direct += direct_times[1:]
+                served += served_times[1:]
+                differences.append(float(np.median(served_times[1:]) - np.median(direct_times[1:])) * 1000.0)
+    finally:
+        connection.close()
+    result: dict[str, Any] = {"block": block, "direct": percentiles(direct), "server": percentiles(served)}
+    result["overhead_p50_ms"] = result["server"]["p50_ms"] - result["direct"]["p50_ms"]
+    result["median_block_overhead_ms"] = float(np.median(differences))
     return result
 
 
@@ -292,9 +297,9 @@ def main(argv: list[str] | None = None) -> int:
             paired[body] = paired_overhead(servers["on"].port, args.model, instances[:args.paired],
                                            body, args.threads, args.client)
             print(f"paired c=1 {body:4}: server p50 {paired[body]['server']['p50_ms']:.2f} ms, "
-                  f"direct p50 {paired[body]['direct_back_to_back']['p50_ms']:.2f} ms, "
+                  f"direct p50 {paired[body]['direct']['p50_ms']:.2f} ms, "
                   f"overhead {paired[body]['overhead_p50_ms']:.2f} ms "
-                  f"(median per step {paired[body]['median_step_overhead_ms']:.2f})", file=sys.stderr)
+                  f"(median per block {paired[body]['median_block_overhead_ms']:.2f})", file=sys.stderr)
         for body in ("json", "npy"):
             for concurrency in levels:
                 for round_ in range(args.rounds):
@@ -339,8 +344,7 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
         ratios[f"batching_speedup_c{top}_{body}"] = float(np.median(per_round))
     for body, result in paired.items():
         ratios[f"server_overhead_p50_ms_c1_{body}"] = result["overhead_p50_ms"]
-        ratios[f"server_overhead_vs_idle_p50_ms_c1_{body}"] = result["overhead_vs_idle_p50_ms"]
-        ratios[f"server_overhead_median_step_ms_c1_{body}"] = result["median_step_overhead_ms"]
+        ratios[f"server_overhead_median_block_ms_c1_{body}"] = result["median_block_overhead_ms"]
     if 1 in levels:
         for body in ("json", "npy"):
             ratios[f"unpaired_overhead_p50_ms_c1_{body}"] = find("on", body, 1)["p50_ms"] - direct["p50_ms"]
@@ -366,13 +370,12 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{row['throughput_rps']:.0f} | "
                      f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} |")
     if report["paired_c1"]:
-        lines += ["", "Paired at concurrency 1 (batching on), p50 ms:", "",
-                  "| body | direct after idling | direct back-to-back | server | overhead vs idle | "
-                  "overhead vs back-to-back | median of per-step differences |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {body} | {r['direct_idle']['p50_ms']:.3f} | {r['direct_back_to_back']['p50_ms']:.3f} | "
-                  f"{r['server']['p50_ms']:.3f} | {r['overhead_vs_idle_p50_ms']:.3f} | "
-                  f"{r['overhead_p50_ms']:.3f} | {r['median_step_overhead_ms']:.3f} |"
+        lines += ["", "Paired at concurrency 1 (batching on; blocks of direct calls and server requests "
+                  "in turn), ms:", "",
+                  "| body | direct p50 | server p50 | overhead (difference of p50s) | median of per-block "
+                  "differences |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {body} | {r['direct']['p50_ms']:.3f} | {r['server']['p50_ms']:.3f} | "
+                  f"{r['overhead_p50_ms']:.3f} | {r['median_block_overhead_ms']:.3f} |"
                   for body, r in report["paired_c1"].items()]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {name} | {value:.2f} |" for name, value in report["ratios"].items()]

@@ -55,6 +55,6 @@ def test_bench_service_writes_throughput_latency_and_paired_overhead(tiny_model,
     assert len(report["rounds"]) == 2 * 2 * 2 * 2  # bodies x levels x batching on/off x rounds
     for body in ("json", "npy"):
         paired = report["paired_c1"][body]
-        assert paired["server"]["p50_ms"] > 0 and paired["direct_back_to_back"]["p50_ms"] > 0
-        assert "server_overhead_median_step_ms_c1_" + body in report["ratios"]
+        assert paired["server"]["p50_ms"] > 0 and paired["direct"]["p50_ms"] > 0 and paired["block"] == 10
+        assert "server_overhead_median_block_ms_c1_" + body in report["ratios"]
     assert report["settings"]["client"] == "raw"
