@@ -9,12 +9,12 @@ few seconds apart: this shared machine's speed drifts by up to 2x over minutes. 
 medians over the rounds; the batching speed-up is the median of the per-round ratios. Prints a
 Markdown table plus the ratios the issue asks about and writes everything to a JSON file.
 
-The server's overhead at concurrency 1 is measured *paired*: each step times two direct
-``session.run`` calls in this process (the second back-to-back; the session is loaded as the
-server loads it, see :func:`paired_overhead`) and then the same instance through the server, so
-slow drifts of the machine hit both sides alike. The overhead is the server's p50 minus the
-back-to-back direct p50, and the median of the per-step differences. The unpaired number (a
-direct loop before the servers start against the concurrency-1 row) is reported as well.
+The server's overhead at concurrency 1 is measured *paired* (:func:`paired_overhead`): blocks
+of direct ``session.run`` calls in this process (a session loaded as the server loads it) and of
+server requests alternate, each side back to back, so slow drifts of the machine hit both sides
+alike. The overhead is the server's p50 minus the direct p50, and the median of the per-block
+differences. The unpaired number (a direct loop before the servers start against the
+concurrency-1 row) is reported as well.
 
 Usage:
     python benchmarks/bench_service.py --model artifacts/models/digits/1/model.onnx \
@@ -323,13 +323,12 @@ def main(argv: list[str] | None = None) -> int:
 def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any],
               measured: list[dict[str, Any]], levels: list[int], paired: dict[str, Any]) -> dict[str, Any]:
     """Rows are medians over the rounds; the speed-up is the median of the per-round ratios."""
-    def runs(mode: str, body: str, concurrency: int) -> list[dict[str, Any]]:
-        key = (mode, body, concurrency)
-        return [r for r in measured if (r["batching"], r["body"], r["concurrency"]) == key]
-
-    rows = [{"batching": mode, "body": body, "concurrency": c, "rounds": len(runs(mode, body, c)),
-             **{k: float(np.median([r[k] for r in runs(mode, body, c)])) for k in ("throughput_rps", "p50_ms",
-                                                                                 "p99_ms")}}
+    runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in measured:
+        runs.setdefault((r["batching"], r["body"], r["concurrency"]), []).append(r)
+    rows = [{"batching": mode, "body": body, "concurrency": c, "rounds": len(runs[mode, body, c]),
+             **{k: float(np.median([r[k] for r in runs[mode, body, c]]))
+                for k in ("throughput_rps", "p50_ms", "p99_ms")}}
             for body in ("json", "npy") for mode in ("on", "off") for c in levels]
 
     def find(mode: str, body: str, concurrency: int) -> dict[str, Any]:
@@ -340,7 +339,7 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
     ratios = {}
     for body in ("json", "npy"):
         per_round = [on["throughput_rps"] / off["throughput_rps"]
-                     for on, off in zip(runs("on", body, top), runs("off", body, top), strict=True)]
+                     for on, off in zip(runs["on", body, top], runs["off", body, top], strict=True)]
         ratios[f"batching_speedup_c{top}_{body}"] = float(np.median(per_round))
     for body, result in paired.items():
         ratios[f"server_overhead_p50_ms_c1_{body}"] = result["overhead_p50_ms"]

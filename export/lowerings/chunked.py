@@ -77,8 +77,7 @@ def lower_locally_connected_chunked(layer: Any, x: Tensor, ctx: LoweringContext)
     taps = geo.patch_size + (1 if layer.use_bias else 0)
     ones_row = geo.input_size + (1 if zero_slot else 0)  # after the zero slot, when there is one
     index = patch_index(geo, chunks * chunk, taps)
-    kernel = np.zeros((chunks * chunk, geo.filters, taps), np.float32)
-    kernel[:geo.locations, :, :geo.patch_size] = kernel_as(layer, 1).transpose(0, 2, 1)
+    kernel = padded_kernel(layer, geo, chunks * chunk, taps)
     if layer.use_bias:  # one more tap reads a row of ones: the bias is the kernel's last column
         index[:, -1] = ones_row
         kernel[:geo.locations, :, -1] = bias_per_location(layer, geo)
@@ -104,6 +103,13 @@ def patch_index(geo: LocalGeometry, padded: int, taps: int) -> np.ndarray:
     index = np.zeros((padded, taps), np.int64)
     index[:geo.locations, :geo.patch_size] = geo.padded_patch_index()
     return index
+
+
+def padded_kernel(layer: Any, geo: LocalGeometry, padded: int, taps: int) -> np.ndarray:
+    """``(padded, F, taps)`` float32 kernel: the layer's ``P`` taps first, zeros elsewhere."""
+    kernel = np.zeros((padded, geo.filters, taps), np.float32)
+    kernel[:geo.locations, :, :geo.patch_size] = kernel_as(layer, 1).transpose(0, 2, 1)
+    return kernel
 
 
 def laid_out_products(layer: Any, geo: LocalGeometry, stacked: str, padded: int, nodes: list[onnx.NodeProto],

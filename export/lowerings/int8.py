@@ -17,9 +17,10 @@
   DeepFace L4 153 against 51 ms.
 
 The patches stay uint8 (a quarter of the float bytes) between their Gather and the
-``MatMulInteger`` of each chunk; the dequantisation (two Mul, the bias Add) runs on the chunk
-while it is in cache, and the output is laid out as in ``chunked``. Dense and other layers stay
-float. ``auto`` never chooses this lowering: it changes the numbers (see docs/export.md).
+``MatMulInteger`` of each chunk; the dequantisation (DequantizeLinear with the weight scales, a
+Mul by the input scales, the bias Add) runs on the chunk while it is in a core's L2 cache, and
+the output is laid out as in ``chunked``. Dense and other layers stay float. ``auto`` never
+chooses this lowering: it changes the numbers (see docs/export.md).
 """
 
 from __future__ import annotations
@@ -31,8 +32,14 @@ import onnx
 from onnx import helper
 
 from export.lowerings.base import Lowered, LoweringContext, Tensor, constant
-from export.lowerings.chunked import bias_per_location, chunk_size, laid_out_products, patch_index
-from export.lowerings.locally_connected import flatten_input, geometry_of, index_constant, kernel_as
+from export.lowerings.chunked import (
+    bias_per_location,
+    chunk_size,
+    laid_out_products,
+    padded_kernel,
+    patch_index,
+)
+from export.lowerings.locally_connected import flatten_input, geometry_of, index_constant
 
 WEIGHT_ZERO_POINT = 128
 L2_PRODUCT_BYTES = 512 << 10  # float products per chunk at batch 64: a core's L2 cache here
@@ -112,9 +119,7 @@ def lower_locally_connected_int8(layer: Any, x: Tensor, ctx: LoweringContext) ->
     padded = chunks * chunk
     zero_slot = geo.has_padding_taps
     index = patch_index(geo, padded, geo.patch_size)
-    kernel = np.zeros((padded, geo.filters, geo.patch_size), np.float32)
-    kernel[:geo.locations] = kernel_as(layer, 1).transpose(0, 2, 1)
-    kernel_q, w_scale = quantize_kernel(kernel)
+    kernel_q, w_scale = quantize_kernel(padded_kernel(layer, geo, padded, geo.patch_size))
     index_init = index_constant(p + "index", index.reshape(chunks, chunk, -1), geo.input_size + 1)
     scan_inputs = [p + "index", p + "kernel_q", p + "weight_scale"]
     inits = [index_init, constant(p + "kernel_q", kernel_q.reshape(chunks, chunk, geo.filters, -1), np.uint8),

@@ -108,14 +108,15 @@ def _parse_npy_v1(body: bytes) -> np.ndarray | None:
     if dtype.hasobject or dtype.itemsize == 0:
         return None
     shape = tuple(int(d) for d in found.group(2).split(b",") if d.strip())
-    needed = math.prod(shape) * dtype.itemsize
+    count = math.prod(shape)
+    needed = count * dtype.itemsize
     offset = 10 + header_length
     if len(body) - offset < needed:
         raise MalformedRequestError(
             f"the body is not a valid .npy array: its header declares {dtype.str} values of shape "
             f"{list(shape)} ({needed} bytes), but only {len(body) - offset} data bytes follow",
             expected=".npy")
-    return np.frombuffer(body, dtype, math.prod(shape), offset).reshape(shape)
+    return np.frombuffer(body, dtype, count, offset).reshape(shape)
 
 
 def preferred_response(request: Request, offered: tuple[str, ...] = (JSON, NPY)) -> str:
@@ -159,10 +160,9 @@ def npy_bytes(array: np.ndarray) -> bytes:
     Arrays ``np.save`` would write differently (object dtypes, headers over 64 KiB) go through it.
     """
     array = np.asarray(array, order="C")  # keeps 0-d arrays 0-d, unlike np.ascontiguousarray
-    header = (f"{{'descr': {np.lib.format.dtype_to_descr(array.dtype)!r}, 'fortran_order': False, "
-              f"'shape': {array.shape!r}, }}")
-    if array.dtype.hasobject or not isinstance(np.lib.format.dtype_to_descr(array.dtype), str) \
-            or len(header) > 65000:
+    descr = np.lib.format.dtype_to_descr(array.dtype)
+    header = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {array.shape!r}, }}"
+    if array.dtype.hasobject or not isinstance(descr, str) or len(header) > 65000:
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         return buffer.getvalue()
