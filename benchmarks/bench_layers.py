@@ -4,7 +4,8 @@ For every workload (see :mod:`benchmarks.workloads`) and batch size it times, on
 tf_keras's implementations 1/2/3 (when tf_keras is installed) and our Keras layer per
 implementation, in this process (graph mode, a warm ``tf.function``), and each ONNX lowering of
 :mod:`export` plus the one ``auto`` picks and the opt-in ``int8``, in ONNX Runtime (intra-op
-threads = cores, ``ORT_ENABLE_ALL``), each file in a fresh process (:mod:`benchmarks.onnx_timer`).
+threads = cores, ``ORT_ENABLE_ALL``), a workload's files side by side in a fresh process, in
+interleaved rounds (:mod:`benchmarks.onnx_timer`).
 Every result carries its FLOPs, bytes, the floor ``max(FLOPs / rate, bytes / bandwidth)`` with
 this machine's measured rates, its ratio to that floor, and its largest relative error against our
 Keras implementation 1 on the same input.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,6 +65,7 @@ class SuiteConfig:
     policy: TimingPolicy = field(default_factory=TimingPolicy)
     tf_keras_sparse_max_indices: int = TF_KERAS_SPARSE_MAX_INDICES
     implementations: tuple[int, ...] = IMPLEMENTATIONS  # of tf_keras and Keras; the others are skipped
+    rounds: int = 3  # interleaved rounds in which a workload's ONNX files are timed side by side
     seed: int = 20261125
 
 
@@ -172,7 +175,15 @@ def keras_runner(model: Any) -> Runner:
     return Runner(timed, keep=[model])
 
 
-def onnx_runner(reference: Any, strategy: str, workdir: Path, threads: int) -> Runner:
+@dataclass(frozen=True)
+class OnnxExport:
+    """One lowering of a workload written to ``path``, with what the export report says."""
+
+    path: Path
+    details: dict[str, Any]
+
+
+def export_onnx(reference: Any, strategy: str, workdir: Path) -> OnnxExport:
     from export import to_onnx
 
     path = workdir / f"{strategy}.onnx"
@@ -181,30 +192,31 @@ def onnx_runner(reference: Any, strategy: str, workdir: Path, threads: int) -> R
     details = {"lowerings": chosen, "onnx_mib": round(report.size_bytes / 2**20, 2), "nodes": report.nodes}
     if strategy == "auto":
         details["auto_timings_ms"] = {layer["name"]: layer.get("timings_ms") for layer in report.layers}
-
-    def timed(x: np.ndarray, policy: TimingPolicy) -> tuple[np.ndarray, Timing]:
-        return time_onnx_in_process_of_its_own(path, x, threads, policy)
-
-    return Runner(timed, details)
+    return OnnxExport(path, details)
 
 
-def time_onnx_in_process_of_its_own(path: Path, x: np.ndarray, threads: int,
-                                    policy: TimingPolicy) -> tuple[np.ndarray, Timing]:
-    """Output and timing of ``path`` on ``x``, measured by ``benchmarks.onnx_timer`` in a child."""
+def time_onnx_files(paths: Sequence[Path], x: np.ndarray, threads: int, policy: TimingPolicy,
+                    rounds: int) -> list[tuple[np.ndarray, Timing] | str]:
+    """Output and timing of every file on ``x`` (or why it failed), timed side by side in a child.
+
+    See :mod:`benchmarks.onnx_timer`: one fresh process, ``rounds`` interleaved rounds.
+    """
     import json
 
     with tempfile.TemporaryDirectory(prefix="lc2d-onnx-timer-") as folder:
         work = Path(folder)
         np.save(work / "batch.npy", x)
-        command = [sys.executable, "-m", "benchmarks.onnx_timer", str(path), str(work / "batch.npy"),
-                   str(work), "--threads", str(threads), "--policy", json.dumps(vars(policy))]
+        command = [sys.executable, "-m", "benchmarks.onnx_timer", str(work / "batch.npy"), str(work),
+                   *map(str, paths), "--threads", str(threads), "--policy", json.dumps(vars(policy)),
+                   "--rounds", str(rounds)]
         done = subprocess.run(command, capture_output=True, text=True, check=False,
                               cwd=Path(__file__).resolve().parents[1])
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines()
             raise RuntimeError(lines[-1] if lines else f"onnx_timer exited with {done.returncode}")
-        timing = Timing(**json.loads((work / "timing.json").read_text()))
-        return np.load(work / "output.npy"), timing
+        entries = json.loads((work / "timings.json").read_text())
+        return [(np.load(work / f"{i}.npy"), Timing(**entry["timing"])) if "timing" in entry
+                else entry["error"] for i, entry in enumerate(entries)]
 
 
 @contextmanager
@@ -268,16 +280,14 @@ class Suite:
         self.log(f"== {workload.title}")
         for family, variant, make in self.methods(reference):
             self.measure_method(workload, family, variant, make, inputs, expected, costs)
+        if "onnx" in self.config.families:
+            self.measure_onnx(workload, reference, inputs, expected, costs)
 
     def methods(self, reference: Any) -> Iterator[tuple[str, str, Callable[[], Runner | str]]]:
-        """``(family, variant, make)`` for every method; ``make`` returns a Runner or a skip reason."""
-        from export.lowerings import LC_STRATEGIES, QUANTIZED_STRATEGIES
-
+        """``(family, variant, make)`` for every Keras and tf_keras method; ``make`` returns a
+        Runner or a skip reason. ONNX methods are measured together (:meth:`measure_onnx`)."""
         for family in self.config.families:
-            if family == "onnx":
-                for strategy in (*LC_STRATEGIES, "auto", *QUANTIZED_STRATEGIES):
-                    yield family, strategy, self._onnx_maker(reference, strategy)
-            else:
+            if family != "onnx":
                 for impl in IMPLEMENTATIONS:
                     yield family, str(impl), self._keras_maker(reference, family, impl)
 
@@ -301,13 +311,47 @@ class Suite:
         copy_to_implementation(reference, twin, impl)
         return twin
 
-    def _onnx_maker(self, reference: Any, strategy: str) -> Callable[[], Runner | str]:
-        def make() -> Runner | str:
-            workdir = Path(tempfile.mkdtemp(prefix="lc2d-bench-"))
-            runner = onnx_runner(reference, strategy, workdir, self.config.threads)
-            runner.keep.append(_Cleanup(workdir))
-            return runner
-        return make
+    def measure_onnx(self, workload: Workload, reference: Any, inputs: dict[int, np.ndarray],
+                     expected: dict[int, np.ndarray], costs: dict[int, Any]) -> None:
+        """Every ONNX lowering (and ``auto``, ``int8``): exported, then timed side by side per batch."""
+        from export.lowerings import LC_STRATEGIES, QUANTIZED_STRATEGIES
+
+        workdir = Path(tempfile.mkdtemp(prefix="lc2d-bench-"))
+        try:
+            exports: list[tuple[str, OnnxExport | tuple[str, str], float]] = []
+            for strategy in (*LC_STRATEGIES, "auto", *QUANTIZED_STRATEGIES):
+                started = time.perf_counter()
+                made: OnnxExport | tuple[str, str]
+                try:
+                    made = export_onnx(reference, strategy, workdir)
+                except Exception as err:  # noqa: BLE001 - any failure is recorded, the suite goes on
+                    made = classify_error(err)
+                exports.append((strategy, made, time.perf_counter() - started))
+                self.log(f"  exported onnx {strategy} in {exports[-1][2]:.1f} s")
+            files = [made for _, made, _ in exports if isinstance(made, OnnxExport)]
+            for batch in self.config.batches:
+                try:
+                    timed = dict(zip(map(id, files), time_onnx_files(
+                        [f.path for f in files], inputs[batch], self.config.threads, self.config.policy,
+                        self.config.rounds), strict=True))
+                except Exception as err:  # noqa: BLE001 - the child failed as a whole
+                    timed = {id(f): "{}: {}".format(*classify_error(err)) for f in files}
+                for strategy, made, setup_s in exports:
+                    record = self.base_record(workload, "onnx", strategy, batch, costs[batch])
+                    record["setup_s"] = round(setup_s, 3)
+                    if isinstance(made, OnnxExport):
+                        record.update(made.details)
+                        result = timed[id(made)]
+                        if isinstance(result, str):
+                            record.update(status=FAILED, reason=result)
+                        else:
+                            self.record_timing(record, *result, expected[batch])
+                    else:
+                        record.update(status=made[0], reason=made[1])
+                    self.records.append(record)
+                    self.log(_log_line(record))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def measure_method(self, workload: Workload, family: str, variant: str, make: Callable[[], Runner | str],
                        inputs: dict[int, np.ndarray], expected: dict[int, np.ndarray],
@@ -336,10 +380,15 @@ class Suite:
                     expected: np.ndarray) -> None:
         try:
             output, timing = runner.timed(x, self.config.policy)
-            record["max_rel_error"] = relative_error(np.asarray(output), expected)
         except Exception as err:  # noqa: BLE001
             record["status"], record["reason"] = classify_error(err)
             return
+        self.record_timing(record, output, timing, expected)
+
+    @staticmethod
+    def record_timing(record: dict[str, Any], output: Any, timing: Timing, expected: np.ndarray) -> None:
+        """Fills ``record`` with a successful measurement: timing, ratio to floor, error."""
+        record["max_rel_error"] = relative_error(np.asarray(output), expected)
         record.update(status=OK, reason=None, **timing.to_dict())
         record["ratio_to_floor"] = timing.median_ms / record["floor_ms"]
 
@@ -351,18 +400,6 @@ class Suite:
                 "flops": cost.flops, "bytes": cost.nbytes, "weight_bytes": cost.weight_bytes,
                 "floor_ms": floor, "status": None, "reason": None, "median_ms": None,
                 "ratio_to_floor": None}
-
-
-class _Cleanup:
-    """Deletes a temporary export folder when the runner holding it is released."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __del__(self) -> None:
-        import shutil
-
-        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _rebuild(reference: Any, impl: int) -> Any:
@@ -440,16 +477,24 @@ def run_suite(config: SuiteConfig, floors: MachineFloors | None = None, quick: b
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     started = time.perf_counter()
     info = machine_info(config.threads)
+    sizes = (1024, 64) if quick else ()
+    measured = floors is None
     if floors is None:
-        floors = measure_floors(config.threads, *((1024, 64) if quick else ()))
+        floors = measure_floors(config.threads, *sizes)
     log(f"floors: matmul {floors.matmul_gflops:.1f} GFLOP/s, bandwidth {floors.bandwidth_gbs:.1f} GB/s")
     records = Suite(config, floors, log).run()
     info["load_average_end"] = list(os.getloadavg())
+    floors_end = None
+    if measured:  # the same measurement again: how far the machine drifted during the run
+        floors_end = measure_floors(config.threads, *sizes)
+        log(f"floors at the end: matmul {floors_end.matmul_gflops:.1f} GFLOP/s, "
+            f"bandwidth {floors_end.bandwidth_gbs:.1f} GB/s")
     return {"generated_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "quick": quick,
             "seconds": round(time.perf_counter() - started, 1), "machine": info, "floors": floors.to_dict(),
+            "floors_end": floors_end.to_dict() if floors_end else None,
             "settings": {"workloads": list(config.workloads), "batches": list(config.batches),
                          "families": list(config.families), "threads": config.threads,
-                         "timing": vars(config.policy).copy(),
+                         "timing": vars(config.policy).copy(), "onnx_rounds": config.rounds,
                          "tf_keras_sparse_max_indices": config.tf_keras_sparse_max_indices,
                          "implementations": list(config.implementations)},
             "results": records, "summary": summarize(records)}

@@ -44,8 +44,12 @@ def floor_ms(flops: float, nbytes: float, matmul_gflops: float, bandwidth_gbs: f
     return max(flops / (matmul_gflops * 1e9), nbytes / (bandwidth_gbs * 1e9)) * 1e3
 
 
-def ort_session(model: Any, threads: int) -> Any:
-    """An ORT CPU session with ``threads`` intra-op threads and every graph optimisation."""
+def ort_session(model: Any, threads: int, stop_spinning: bool = False) -> Any:
+    """An ORT CPU session with ``threads`` intra-op threads and every graph optimisation.
+
+    ``stop_spinning``: idle threads stop busy-waiting when a run ends, so that several sessions
+    in one process do not take the CPU from each other.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -54,6 +58,8 @@ def ort_session(model: Any, threads: int) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if stop_spinning:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     source = model.SerializeToString() if hasattr(model, "SerializeToString") else model
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 

@@ -1,11 +1,20 @@
-"""Times one ONNX file in a fresh process: ``python -m benchmarks.onnx_timer MODEL X.npy OUT``.
+"""Times ONNX files side by side in a fresh process: ``python -m benchmarks.onnx_timer X.npy OUT A.onnx ...``.
 
-Why a process of its own: in a long benchmark process the same ONNX file measured 6.3 ms after
+Why a process of their own: in a long benchmark process the same ONNX file measured 6.3 ms after
 one method and 9.3 ms after another (reference layer 1, batch 64), because what ran before
-(allocator state, other sessions' threads) leaks into the timing. A fresh process per ONNX
-measurement gives every lowering the same start. The child loads the session with the suite's
-options, runs the batch once (its output is saved for the error check), times it under the
-given policy and writes the timing as JSON.
+(allocator state, TensorFlow's threads) leaks into the timing. Why side by side: this machine's
+speed drifts (up to 2× within minutes), so files timed one after the other minutes apart compare
+the machine as much as the files; ``auto`` and the very lowering it chose once measured 37.9 and
+23.7 ms in the same run. Here every file of one workload and batch is loaded in one child and
+timed in ``--rounds`` interleaved rounds (the order rotating each round, each file warmed up by
+a run of its own before its timed runs); a file's timing is over the runs of every round.
+
+Sessions stop their threads spinning when a run ends (``session.force_spinning_stop``, as the
+service does): otherwise one session's idle threads busy-wait while the next session runs.
+
+The child writes ``OUT/<i>.npy`` (the first output of file ``i`` on the batch, for the error
+check) and ``OUT/timings.json``: one entry per file, ``{"timing": {...}}`` or ``{"error": "..."}``
+when the file could not be loaded or run (the others are still timed).
 """
 
 from __future__ import annotations
@@ -13,28 +22,71 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmarks.floors import ort_session
-from benchmarks.timing import TimingPolicy, measure
+from benchmarks.timing import Timing, TimingPolicy, round_policy, sample
+
+
+def interleaved(calls: list[Callable[[], object] | None], policy: TimingPolicy,
+                rounds: int) -> list[Timing | str | None]:
+    """Timings of ``calls`` measured in ``rounds`` rounds, one share of ``policy`` each per round.
+
+    ``None`` entries (files that failed to load) give ``None``; a call that raises gives the
+    error's text and is dropped from later rounds.
+    """
+    times: list[list[float]] = [[] for _ in calls]
+    results: list[Timing | str | None] = [None] * len(calls)
+    live = [i for i, call in enumerate(calls) if call is not None]
+    for r in range(rounds):
+        share = round_policy(policy, rounds, first=r == 0)
+        start = r % len(live) if live else 0
+        for i in live[start:] + live[:start]:
+            call = calls[i]
+            assert call is not None
+            try:
+                times[i] += sample(call, share)
+            except Exception as err:  # noqa: BLE001 - recorded, the other files go on
+                results[i] = f"{type(err).__name__}: {str(err).strip()[:300]}"
+        live = [i for i in live if results[i] is None]
+    return [Timing.of(times[i]) if i in live and times[i] else results[i] for i in range(len(calls))]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path)
     parser.add_argument("batch", type=Path, help=".npy input batch")
-    parser.add_argument("out", type=Path, help="folder for output.npy and timing.json")
+    parser.add_argument("out", type=Path, help="folder for <i>.npy and timings.json")
+    parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--policy", required=True, help="TimingPolicy fields as JSON")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args(argv)
-    session = ort_session(str(args.model), args.threads)
-    name = session.get_inputs()[0].name
     x = np.load(args.batch)
-    np.save(args.out / "output.npy", session.run(None, {name: x})[0])
-    timing = measure(lambda: session.run(None, {name: x}), TimingPolicy(**json.loads(args.policy)))
-    (args.out / "timing.json").write_text(json.dumps(timing.to_dict()))
+    entries: list[dict[str, Any]] = []
+    calls: list[Callable[[], object] | None] = []
+    for i, path in enumerate(args.models):
+        try:
+            session = ort_session(str(path), args.threads, stop_spinning=True)
+            feed = {session.get_inputs()[0].name: x}
+            np.save(args.out / f"{i}.npy", session.run(None, feed)[0])
+        except Exception as err:  # noqa: BLE001 - one broken file must not stop the others
+            entries.append({"error": f"{type(err).__name__}: {str(err).strip()[:300]}"})
+            calls.append(None)
+            continue
+        entries.append({})
+        calls.append(partial(session.run, None, feed))
+    timings = interleaved(calls, TimingPolicy(**json.loads(args.policy)), args.rounds)
+    for entry, timing in zip(entries, timings, strict=True):
+        if isinstance(timing, Timing):
+            entry["timing"] = timing.to_dict()
+        elif timing is not None:
+            entry["error"] = timing
+    (args.out / "timings.json").write_text(json.dumps(entries))
     return 0
 
 

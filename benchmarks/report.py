@@ -138,6 +138,13 @@ def reasons_list(records: list[dict[str, Any]]) -> str:
     return "\n".join(f"- {title}, {method} — {why}" for (title, method), why in seen.items()) or "- none"
 
 
+def _drift(end: dict[str, Any] | None) -> str:
+    if not end:
+        return ""
+    return (f"; measured again at the end, {end['matmul_gflops']:.0f} GFLOP/s and "
+            f"{end['bandwidth_gbs']:.1f} GB/s (ratios use the first)")
+
+
 def markdown(result: dict[str, Any], chart: str | None = "perf/chart.png") -> str:
     """The generated part of docs/performance.md."""
     machine, floors = result["machine"], result["floors"]
@@ -151,7 +158,8 @@ def markdown(result: dict[str, Any], chart: str | None = "perf/chart.png") -> st
         f"Floors measured in the same run: float32 matmul **{floors['matmul_gflops']:.0f} GFLOP/s** "
         f"(ORT MatMul {floors['matmul_n']}², {machine['threads']} threads), memory bandwidth "
         f"**{floors['bandwidth_gbs']:.1f} GB/s** read + write (best of a NumPy copy and an ORT Neg over "
-        f"{floors['copy_mib']} MiB).",
+        f"{floors['copy_mib']} MiB){_drift(result.get('floors_end'))}. ONNX files of one workload and batch "
+        f"were timed side by side in {result['settings'].get('onnx_rounds', 1)} interleaved rounds.",
         "### Targets (auto lowering vs the best tf_keras implementation)", targets_table(result["summary"])]
     for batch in result["settings"]["batches"]:
         parts += [f"### Every method, batch {batch}: median ms (× floor)",

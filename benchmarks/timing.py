@@ -21,6 +21,13 @@ class Timing:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of(cls, times_ms: list[float]) -> Timing:
+        """The timing of these run times (milliseconds; at least one)."""
+        if not times_ms:
+            raise ValueError("Expected at least one run time. Received: none")
+        return cls(statistics.median(times_ms), min(times_ms), max(times_ms), len(times_ms))
+
 
 @dataclass(frozen=True)
 class TimingPolicy:
@@ -38,6 +45,11 @@ def measure(fn: Callable[[], object], policy: TimingPolicy) -> Timing:
 
     Further warm-ups are dropped once one warm-up has taken the whole budget (slow methods).
     """
+    return Timing.of(sample(fn, policy))
+
+
+def sample(fn: Callable[[], object], policy: TimingPolicy) -> list[float]:
+    """The run times (milliseconds) of ``fn`` under ``policy``, after its warm-ups."""
     for _ in range(policy.warmup):
         tick = time.perf_counter()
         fn()
@@ -50,4 +62,16 @@ def measure(fn: Callable[[], object], policy: TimingPolicy) -> Timing:
         tick = time.perf_counter()
         fn()
         times.append((time.perf_counter() - tick) * 1e3)
-    return Timing(statistics.median(times), min(times), max(times), len(times))
+    return times
+
+
+def round_policy(policy: TimingPolicy, rounds: int, first: bool) -> TimingPolicy:
+    """The share of ``policy`` one of ``rounds`` interleaved rounds gets.
+
+    Budget and run counts are divided (rounded up); the first round keeps the warm-ups, every
+    later round has one, so each method's timed runs follow a run of its own.
+    """
+    if rounds < 1:
+        raise ValueError(f"Expected rounds >= 1. Received: {rounds}")
+    return TimingPolicy(budget_s=policy.budget_s / rounds, min_runs=-(-policy.min_runs // rounds),
+                        max_runs=-(-policy.max_runs // rounds), warmup=policy.warmup if first else 1)

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-s", type=float, default=None,
                         help="seconds of timed runs per measurement (at least 5 runs); "
                              "default: 1.0 (--quick: 0.2)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds in which the ONNX files of one workload and batch are "
+                             "timed side by side (each gets --budget-s over all rounds); default: 3 "
+                             "(--quick: 2)")
     parser.add_argument("--tf-keras-sparse-max-indices", type=int, default=None,
                         help="skip tf_keras implementation 3 above this many sparse indices (its index "
                              "build is pure Python); default: 2,000,000 (--quick: 200,000)")
@@ -74,7 +78,7 @@ def build_config(args: argparse.Namespace, suite: Any) -> Any:
     if any(b <= 0 for b in batches):
         raise UsageError(f"--batch: expected positive integers. Received: {list(batches)}")
     checks = [("--floors", v) for v in args.floors or ()] + [
-        ("--threads", args.threads), ("--budget-s", args.budget_s),
+        ("--threads", args.threads), ("--budget-s", args.budget_s), ("--rounds", args.rounds),
         ("--tf-keras-sparse-max-indices", args.tf_keras_sparse_max_indices)]
     for name, value in checks:
         _positive(name, value)
@@ -86,6 +90,7 @@ def build_config(args: argparse.Namespace, suite: Any) -> Any:
                               or (200_000 if args.quick else suite.TF_KERAS_SPARSE_MAX_INDICES)}
     if args.threads:
         kwargs["threads"] = args.threads
+    kwargs["rounds"] = args.rounds or (2 if args.quick else 3)
     if args.quick:
         kwargs["implementations"] = (1,)
     return suite.SuiteConfig(**kwargs)

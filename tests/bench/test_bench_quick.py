@@ -127,6 +127,7 @@ def test_bench_command_writes_json_chart_and_doc(tmp_path: Path) -> None:
     (["--batch", "0"], "--batch: expected positive integers"),
     (["--budget-s", "-1"], "--budget-s: expected a positive number"),
     (["--floors", "0", "10"], "--floors: expected a positive number"),
+    (["--rounds", "0"], "--rounds: expected a positive number"),
 ])
 def test_bench_command_rejects_bad_arguments_with_exit_2(argv: list[str], expected: str, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,64 @@
+"""The side-by-side ONNX timer: interleaved rounds, rotation, and files that fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from lc2d.commands.bench import load_suite
+
+suite = load_suite()
+from benchmarks.floors import _two_input_model  # noqa: E402
+from benchmarks.onnx_timer import interleaved  # noqa: E402
+from benchmarks.timing import Timing, TimingPolicy, round_policy  # noqa: E402
+
+
+def test_round_policy_divides_the_budget_and_keeps_one_warmup_after_the_first_round() -> None:
+    policy = TimingPolicy(budget_s=0.9, min_runs=5, max_runs=50, warmup=2)
+    first, later = round_policy(policy, 3, first=True), round_policy(policy, 3, first=False)
+    assert (first.budget_s, first.min_runs, first.max_runs, first.warmup) == (pytest.approx(0.3), 2, 17, 2)
+    assert (later.min_runs, later.warmup) == (2, 1)
+    with pytest.raises(ValueError, match="rounds >= 1"):
+        round_policy(policy, 0, first=True)
+
+
+def test_interleaved_rotates_the_order_and_drops_failing_calls() -> None:
+    calls: list[str] = []
+    broken = {"count": 0}
+
+    def make(name: str):  # type: ignore[no-untyped-def]
+        return lambda: calls.append(name)
+
+    def breaks_in_round_two() -> None:
+        broken["count"] += 1
+        if broken["count"] > 2:  # round 1: one warm-up and one timed run; round 2 fails
+            raise RuntimeError("lost the device")
+
+    policy = TimingPolicy(budget_s=1e-6, min_runs=3, max_runs=3, warmup=1)  # 1 warm-up + 1 run per round
+    results = interleaved([make("a"), None, make("c"), breaks_in_round_two], policy, rounds=3)
+    # round r starts at position r of the calls still live: (a, c, d), (c, d, a), then (a, c)
+    assert "".join(calls) == "aa" + "cc" + "cc" + "aa" + "aa" + "cc"
+    a, missing, c, d = results
+    assert isinstance(a, Timing) and a.runs == 3 and isinstance(c, Timing) and c.runs == 3
+    assert missing is None
+    assert d == "RuntimeError: lost the device"
+
+
+def test_time_onnx_files_times_good_files_and_reports_broken_ones(tmp_path: Path) -> None:
+    good = tmp_path / "neg.onnx"
+    onnx.save(_two_input_model("Neg", [(2, 3)]), str(good))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    policy = TimingPolicy(budget_s=0.01, min_runs=4, max_runs=8, warmup=1)
+    first, second, third = suite.time_onnx_files([good, broken, good], x, 1, policy, rounds=2)
+    for result in (first, third):
+        assert not isinstance(result, str)
+        output, timing = result
+        np.testing.assert_array_equal(output, -x)
+        assert 4 <= timing.runs <= 8 and timing.min_ms <= timing.median_ms <= timing.max_ms
+    assert isinstance(second, str), second
+    assert second.startswith(("InvalidProtobuf", "Fail", "RuntimeException")), second
