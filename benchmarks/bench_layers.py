@@ -52,6 +52,7 @@ from benchmarks.workloads import (
 IMPLEMENTATIONS = (1, 2, 3)
 FAMILIES = ("tf_keras", "keras", "onnx")
 OK, SKIPPED, REFUSED, FAILED = "ok", "skipped", "refused (size)", "failed"
+SIDE_BY_SIDE, ALONE = "side by side", "alone"  # how a workload's ONNX files were timed (``timed_as``)
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,11 @@ def export_onnx(reference: Any, strategy: str, workdir: Path) -> OnnxExport:
     return OnnxExport(path, details)
 
 
+Timed = tuple[np.ndarray, Timing] | str  # a file's output and timing, or why it failed
+
+
 def time_onnx_files(paths: Sequence[Path], x: np.ndarray, threads: int, policy: TimingPolicy,
-                    rounds: int) -> list[tuple[np.ndarray, Timing] | str]:
+                    rounds: int) -> list[Timed]:
     """Output and timing of every file on ``x`` (or why it failed), timed side by side in a child.
 
     See :mod:`benchmarks.onnx_timer`: one fresh process, ``rounds`` interleaved rounds.
@@ -330,17 +334,13 @@ class Suite:
                 self.log(f"  exported onnx {strategy} in {exports[-1][2]:.1f} s")
             files = [made for _, made, _ in exports if isinstance(made, OnnxExport)]
             for batch in self.config.batches:
-                try:
-                    timed = dict(zip(map(id, files), time_onnx_files(
-                        [f.path for f in files], inputs[batch], self.config.threads, self.config.policy,
-                        self.config.rounds), strict=True))
-                except Exception as err:  # noqa: BLE001 - the child failed as a whole
-                    timed = {id(f): "{}: {}".format(*classify_error(err)) for f in files}
+                results, how = self.time_files([f.path for f in files], inputs[batch])
+                timed = dict(zip(map(id, files), results, strict=True))
                 for strategy, made, setup_s in exports:
                     record = self.base_record(workload, "onnx", strategy, batch, costs[batch])
                     record["setup_s"] = round(setup_s, 3)
                     if isinstance(made, OnnxExport):
-                        record.update(made.details)
+                        record.update(made.details, timed_as=how)
                         result = timed[id(made)]
                         if isinstance(result, str):
                             record.update(status=FAILED, reason=result)
@@ -352,6 +352,26 @@ class Suite:
                     self.log(_log_line(record))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def time_files(self, paths: list[Path], x: np.ndarray) -> tuple[list[Timed], str]:
+        """Times ``paths`` side by side; if that child fails as a whole (all sessions at once can
+        exceed the memory: DeepFace at batch 64), times each file in a process of its own.
+
+        Returns:
+            Per file its (output, timing) or why it failed, and how they were timed.
+        """
+        config = self.config
+        try:
+            return time_onnx_files(paths, x, config.threads, config.policy, config.rounds), SIDE_BY_SIDE
+        except Exception as err:  # noqa: BLE001 - e.g. killed for memory; fall back below
+            self.log(f"  timing side by side failed ({err}); timing each file alone")
+        results: list[Timed] = []
+        for path in paths:
+            try:
+                results += time_onnx_files([path], x, config.threads, config.policy, 1)
+            except Exception as err:  # noqa: BLE001
+                results.append("{}: {}".format(*classify_error(err)))
+        return results, ALONE
 
     def measure_method(self, workload: Workload, family: str, variant: str, make: Callable[[], Runner | str],
                        inputs: dict[int, np.ndarray], expected: dict[int, np.ndarray],

@@ -138,6 +138,15 @@ def reasons_list(records: list[dict[str, Any]]) -> str:
     return "\n".join(f"- {title}, {method} — {why}" for (title, method), why in seen.items()) or "- none"
 
 
+def _timed_alone(records: list[dict[str, Any]]) -> str:
+    alone = dict.fromkeys(f"{r['title']} at batch {r['batch']}" for r in records
+                          if r.get("timed_as") == "alone")
+    if not alone:
+        return ""
+    return (f", except {', '.join(alone)}: all its files at once ran out of memory, so each was timed "
+            "in a process of its own")
+
+
 def _drift(end: dict[str, Any] | None) -> str:
     if not end:
         return ""
@@ -159,7 +168,8 @@ def markdown(result: dict[str, Any], chart: str | None = "perf/chart.png") -> st
         f"(ORT MatMul {floors['matmul_n']}², {machine['threads']} threads), memory bandwidth "
         f"**{floors['bandwidth_gbs']:.1f} GB/s** read + write (best of a NumPy copy and an ORT Neg over "
         f"{floors['copy_mib']} MiB){_drift(result.get('floors_end'))}. ONNX files of one workload and batch "
-        f"were timed side by side in {result['settings'].get('onnx_rounds', 1)} interleaved rounds.",
+        f"were timed side by side in {result['settings'].get('onnx_rounds', 1)} interleaved rounds"
+        f"{_timed_alone(result['results'])}.",
         "### Targets (auto lowering vs the best tf_keras implementation)", targets_table(result["summary"])]
     for batch in result["settings"]["batches"]:
         parts += [f"### Every method, batch {batch}: median ms (× floor)",

@@ -10,14 +10,18 @@ whose patches (``chunk * P * 64`` floats, about 4 MiB at batch 64) stay in cache
 Gather that writes them and the MatMul ``(chunk, F, P) x (chunk, P, N)`` that reads them. The
 last chunk is padded with zero-weight locations that are sliced away.
 
-The bias costs no pass of its own: a row of ones is appended to the input rows, every location
-gets one more tap reading it, and the kernel's extra column holds the bias (``P + 1`` taps,
-``1 / P`` more multiply-adds instead of an Add over the whole output). The products
-``(L, F, N)`` are viewed as ``(OR, OC, F, N)`` and one Transpose writes the layer's layout,
-so no Reshape copies the output when the layer ends the graph.
+The bias costs one pass over the smaller of the input and the output. When the output is the
+larger (reference layer 1: 57,600 floats per instance out, 3,072 in), a row of ones is appended
+to the input rows, every location gets one more tap reading it, and the kernel's extra column
+holds the bias (``P + 1`` taps, ``1 / P`` more multiply-adds instead of an Add over the whole
+output). When the input is the larger (DeepFace L5: 48,400 in, 10,000 out), appending that row
+would copy the whole input (2.4 ms of 24 at batch 64), so the bias is added to the output
+instead (:func:`bias_in_kernel`). The products ``(L, F, N)`` are viewed as ``(OR, OC, F, N)``
+and one Transpose writes the layer's layout, so no Reshape copies the output when the layer
+ends the graph.
 
 ONNX ops: Reshape, [Pad], Transpose, [Pad], Scan (body: Gather, MatMul), Reshape, [Slice],
-Reshape, Transpose, activation — at most 9 nodes plus the activation at the top level.
+Reshape, Transpose, [Add], activation — at most 9 nodes plus the activation at the top level.
 """
 
 from __future__ import annotations
@@ -29,7 +33,15 @@ import onnx
 from onnx import helper
 
 from export.lowerings.activations import activated
-from export.lowerings.base import Lowered, LoweringContext, Tensor, constant, shape_constant, to_numpy
+from export.lowerings.base import (
+    Lowered,
+    LoweringContext,
+    Tensor,
+    add_constant,
+    constant,
+    shape_constant,
+    to_numpy,
+)
 from export.lowerings.locally_connected import flatten_input, geometry_of, index_constant, kernel_as
 from models.geometry import LocalGeometry
 
@@ -74,11 +86,12 @@ def lower_locally_connected_chunked(layer: Any, x: Tensor, ctx: LoweringContext)
     chunk = chunk_size(geo)
     chunks = -(-geo.locations // chunk)
     zero_slot = geo.has_padding_taps
-    taps = geo.patch_size + (1 if layer.use_bias else 0)
+    ones = bias_in_kernel(layer, geo)
+    taps = geo.patch_size + (1 if ones else 0)
     ones_row = geo.input_size + (1 if zero_slot else 0)  # after the zero slot, when there is one
     index = patch_index(geo, chunks * chunk, taps)
     kernel = padded_kernel(layer, geo, chunks * chunk, taps)
-    if layer.use_bias:  # one more tap reads a row of ones: the bias is the kernel's last column
+    if ones:  # one more tap reads a row of ones: the bias is the kernel's last column
         index[:, -1] = ones_row
         kernel[:geo.locations, :, -1] = bias_per_location(layer, geo)
     index_init = index_constant(p + "index", index.reshape(chunks, chunk, -1), ones_row + 1)
@@ -87,7 +100,7 @@ def lower_locally_connected_chunked(layer: Any, x: Tensor, ctx: LoweringContext)
     rows, stacked = p + "rows", p + "stacked"
     nodes = [helper.make_node("Transpose", [flat.output.name], [rows], name=rows, perm=[1, 0])]
     inits = [index_init, constant(p + "kernel", kernel.reshape(chunks, chunk, geo.filters, -1))]
-    if layer.use_bias:
+    if ones:
         with_ones = p + "rows_and_ones"
         nodes.append(helper.make_node("Pad", [rows, p + "ones_pads", p + "one"], [with_ones], name=with_ones))
         inits += [constant(p + "ones_pads", [0, 0, 1, 0], np.int64), constant(p + "one", 1.0)]
@@ -95,7 +108,14 @@ def lower_locally_connected_chunked(layer: Any, x: Tensor, ctx: LoweringContext)
     nodes.append(helper.make_node("Scan", [p + "index", p + "kernel"], [stacked], name=stacked,
                                   num_scan_inputs=2,
                                   body=_scan_body(p, rows, chunk, taps, geo, index_init.data_type)))
-    return flat.extend(laid_out_products(layer, geo, stacked, chunks * chunk, nodes, inits, ctx))
+    bias = None if ones or not layer.use_bias else to_numpy(layer.bias).reshape(geo.output_shape())
+    return flat.extend(laid_out_products(layer, geo, stacked, chunks * chunk, nodes, inits, ctx, bias))
+
+
+def bias_in_kernel(layer: Any, geo: LocalGeometry) -> bool:
+    """Whether the bias rides in the products (a row of ones appended to the input rows, one
+    pass over the input) rather than in an Add (one pass over the output): the smaller wins."""
+    return bool(layer.use_bias) and geo.input_size <= geo.output_size
 
 
 def patch_index(geo: LocalGeometry, padded: int, taps: int) -> np.ndarray:
@@ -113,11 +133,13 @@ def padded_kernel(layer: Any, geo: LocalGeometry, padded: int, taps: int) -> np.
 
 
 def laid_out_products(layer: Any, geo: LocalGeometry, stacked: str, padded: int, nodes: list[onnx.NodeProto],
-                      inits: list[onnx.TensorProto], ctx: LoweringContext) -> Lowered:
+                      inits: list[onnx.TensorProto], ctx: LoweringContext,
+                      bias: np.ndarray | None = None) -> Lowered:
     """The Scan's stacked ``(chunks, chunk, F, N)`` products in the layer's layout, activated.
 
     ``(L, F, N)`` -> ``(OR, OC, F, N)`` costs nothing; one Transpose then writes the layer's
     layout, named as the layer's output (or its input to the activation): no Reshape follows.
+    ``bias`` (shaped like one output instance), when given, is added after the Transpose.
     """
     p = f"{layer.name}/"
     merged = p + "merged"
@@ -133,9 +155,11 @@ def laid_out_products(layer: Any, geo: LocalGeometry, stacked: str, padded: int,
     inits.append(shape_constant(p + "grid_shape", (geo.output_rows, geo.output_cols, geo.filters, -1)))
 
     def laid_out(out: str) -> Lowered:
-        node = helper.make_node("Transpose", [grid], [out], name=out,
+        transposed = out if bias is None else p + "products"
+        node = helper.make_node("Transpose", [grid], [transposed], name=transposed,
                                 perm=[3, 2, 0, 1] if geo.channels_first else [3, 0, 1, 2])
-        return Lowered(Tensor(out, geo.output_shape()), [*nodes, node], inits)
+        lowered = Lowered(Tensor(transposed, geo.output_shape()), [*nodes, node], inits)
+        return lowered if bias is None else lowered.extend(add_constant(lowered.output, bias, out))
 
     return activated(layer.activation, layer.name, laid_out, ctx.opset)
 

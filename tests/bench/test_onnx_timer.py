@@ -62,3 +62,32 @@ def test_time_onnx_files_times_good_files_and_reports_broken_ones(tmp_path: Path
         assert 4 <= timing.runs <= 8 and timing.min_ms <= timing.median_ms <= timing.max_ms
     assert isinstance(second, str), second
     assert second.startswith(("InvalidProtobuf", "Fail", "RuntimeException")), second
+
+
+def test_suite_times_each_file_alone_when_the_side_by_side_child_dies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.floors import MachineFloors
+
+    real = suite.time_onnx_files
+
+    def killed_when_several(paths, *args):  # type: ignore[no-untyped-def]
+        if len(paths) > 1:  # as the kernel's OOM killer does to a child holding every DeepFace session
+            raise RuntimeError("onnx_timer exited with -9")
+        return real(paths, *args)
+
+    monkeypatch.setattr(suite, "time_onnx_files", killed_when_several)
+    paths = []
+    for name, op in (("neg", "Neg"), ("abs", "Abs")):
+        paths.append(tmp_path / f"{name}.onnx")
+        onnx.save(_two_input_model(op, [(2, 3)]), str(paths[-1]))
+    log: list[str] = []
+    policy = TimingPolicy(budget_s=0.01, min_runs=2, max_runs=4, warmup=1)
+    runner = suite.Suite(suite.SuiteConfig(policy=policy), MachineFloors(50.0, 8.0), log=log.append)
+    x = np.random.default_rng(1).standard_normal((2, 3)).astype(np.float32)
+    results, how = runner.time_files(paths, x)
+    assert how == suite.ALONE and "timing each file alone" in log[0] and "-9" in log[0]
+    for (output, timing), expected in zip(results, (-x, np.abs(x)), strict=True):  # type: ignore[misc]
+        np.testing.assert_array_equal(output, expected)
+        assert timing.runs >= 2
+    monkeypatch.setattr(suite, "time_onnx_files", real)
+    assert runner.time_files(paths, x)[1] == suite.SIDE_BY_SIDE

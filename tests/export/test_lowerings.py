@@ -191,28 +191,33 @@ def test_adaptive_lowering_matches_keras_on_both_sides_of_the_switch(
     assert_matches_keras(model, path, random_input(export_rng, model, batch=batch))
 
 
+@pytest.mark.parametrize("channels", [3, 12])  # input smaller / larger than the output (5 filters)
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize(("padding", "data_format"), [("same", "channels_last"), ("valid", "channels_first"),
                                                       ("same", "channels_first")])
-def test_chunked_lowering_folds_the_bias_and_writes_the_output_once(
-        use_bias: bool, padding: str, data_format: str, tmp_path: Path,
+def test_chunked_lowering_puts_the_bias_on_the_smaller_side_and_writes_the_output_once(
+        use_bias: bool, padding: str, data_format: str, channels: int, tmp_path: Path,
         export_rng: np.random.Generator) -> None:
     import keras
 
     from export import to_onnx
     from models.locally_connected import LocallyConnected2D
 
-    shape = (3, 9, 8) if data_format == "channels_first" else (9, 8, 3)
+    shape = (channels, 9, 8) if data_format == "channels_first" else (9, 8, channels)
     layer = LocallyConnected2D(5, (3, 2), padding=padding, data_format=data_format, use_bias=use_bias,
-                               bias_initializer="random_normal", name="lc")
+                               bias_initializer="random_normal", activation="relu", name="lc")
     model = keras.Sequential([keras.Input(shape), layer])
     path = tmp_path / "chunked.onnx"
     to_onnx(model, path, lowering="chunked")
     graph = onnx.load(str(path)).graph
     ops = [node.op_type for node in graph.node]
-    assert "Add" not in ops  # the bias rides in the MatMul
+    wide_input = 9 * 8 * channels > int(np.prod(layer.compute_output_shape((1, *shape))[1:]))
+    # a small input gets a row of ones (the bias rides in the MatMul); a large one keeps its size
+    assert ops.count("Add") == (1 if use_bias and wide_input else 0)
+    assert ops.count("Pad") == (padding == "same") + (use_bias and not wide_input)
     producer = {out: node for node in graph.node for out in node.output}
-    assert producer[graph.output[0].name].op_type == "Transpose"  # no Reshape copy at the end
+    activation_input = producer[graph.output[0].name].input[0]
+    assert producer[activation_input].op_type == ("Add" if use_bias and wide_input else "Transpose")
     assert_matches_keras(model, path, random_input(export_rng, model, batch=5))
 
 
