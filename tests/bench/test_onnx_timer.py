@@ -38,9 +38,10 @@ def test_interleaved_rotates_the_order_and_drops_failing_calls() -> None:
             raise RuntimeError("lost the device")
 
     policy = TimingPolicy(budget_s=1e-6, min_runs=3, max_runs=3, warmup=1)  # 1 warm-up + 1 run per round
-    results = interleaved([make("a"), None, make("c"), breaks_in_round_two], policy, rounds=3)
+    results = interleaved([make("a"), None, make("c"), breaks_in_round_two], policy, rounds=3,
+                          release=[make("A")])  # after each share of a: an untimed run freeing memory
     # round r starts at position r of the calls still live: (a, c, d), (c, d, a), then (a, c)
-    assert "".join(calls) == "aa" + "cc" + "cc" + "aa" + "aa" + "cc"
+    assert "".join(calls) == "aaA" + "cc" + "cc" + "aaA" + "aaA" + "cc"
     a, missing, c, d = results
     assert isinstance(a, Timing) and a.runs == 3 and isinstance(c, Timing) and c.runs == 3
     assert missing is None
