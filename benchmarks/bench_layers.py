@@ -332,16 +332,16 @@ class Suite:
                     made = classify_error(err)
                 exports.append((strategy, made, time.perf_counter() - started))
                 self.log(f"  exported onnx {strategy} in {exports[-1][2]:.1f} s")
-            files = [made for _, made, _ in exports if isinstance(made, OnnxExport)]
+            files = {strategy: made for strategy, made, _ in exports if isinstance(made, OnnxExport)}
             for batch in self.config.batches:
-                results, how = self.time_files([f.path for f in files], inputs[batch])
-                timed = dict(zip(map(id, files), results, strict=True))
+                results, how = self.time_files([f.path for f in files.values()], inputs[batch])
+                timed = dict(zip(files, results, strict=True))
                 for strategy, made, setup_s in exports:
                     record = self.base_record(workload, "onnx", strategy, batch, costs[batch])
                     record["setup_s"] = round(setup_s, 3)
                     if isinstance(made, OnnxExport):
                         record.update(made.details, timed_as=how)
-                        result = timed[id(made)]
+                        result = timed[strategy]
                         if isinstance(result, str):
                             record.update(status=FAILED, reason=result)
                         else:

@@ -37,6 +37,11 @@ from benchmarks.floors import ort_session
 from benchmarks.timing import Timing, TimingPolicy, round_policy, sample
 
 
+def error_text(err: Exception) -> str:
+    """One line for the parent's report: the exception's type and the start of its message."""
+    return f"{type(err).__name__}: {str(err).strip()[:300]}"
+
+
 def interleaved(calls: list[Callable[[], object] | None], policy: TimingPolicy, rounds: int,
                 release: Sequence[Callable[[], object] | None] = ()) -> list[Timing | str | None]:
     """Timings of ``calls`` measured in ``rounds`` rounds, one share of ``policy`` each per round.
@@ -59,7 +64,7 @@ def interleaved(calls: list[Callable[[], object] | None], policy: TimingPolicy, 
                 if i < len(release) and (free := release[i]) is not None:
                     free()
             except Exception as err:  # noqa: BLE001 - recorded, the other files go on
-                results[i] = f"{type(err).__name__}: {str(err).strip()[:300]}"
+                results[i] = error_text(err)
         live = [i for i in live if results[i] is None]
     return [Timing.of(times[i]) if i in live and times[i] else results[i] for i in range(len(calls))]
 
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             feed = {session.get_inputs()[0].name: x}
             np.save(args.out / f"{i}.npy", session.run(None, feed, shrink)[0])
         except Exception as err:  # noqa: BLE001 - one broken file must not stop the others
-            entries.append({"error": f"{type(err).__name__}: {str(err).strip()[:300]}"})
+            entries.append({"error": error_text(err)})
             calls.append(None)
             releases.append(None)
             continue

@@ -40,9 +40,14 @@ from export.lowerings.base import (
     add_constant,
     constant,
     shape_constant,
-    to_numpy,
 )
-from export.lowerings.locally_connected import flatten_input, geometry_of, index_constant, kernel_as
+from export.lowerings.locally_connected import (
+    flatten_input,
+    geometry_of,
+    index_constant,
+    kernel_as,
+    output_bias,
+)
 from models.geometry import LocalGeometry
 
 CHUNK_BYTES = 4 << 20  # patch bytes per chunk at batch 64
@@ -108,7 +113,7 @@ def lower_locally_connected_chunked(layer: Any, x: Tensor, ctx: LoweringContext)
     nodes.append(helper.make_node("Scan", [p + "index", p + "kernel"], [stacked], name=stacked,
                                   num_scan_inputs=2,
                                   body=_scan_body(p, rows, chunk, taps, geo, index_init.data_type)))
-    bias = None if ones or not layer.use_bias else to_numpy(layer.bias).reshape(geo.output_shape())
+    bias = None if ones or not layer.use_bias else output_bias(layer)
     return flat.extend(laid_out_products(layer, geo, stacked, chunks * chunk, nodes, inits, ctx, bias))
 
 
@@ -166,7 +171,7 @@ def laid_out_products(layer: Any, geo: LocalGeometry, stacked: str, padded: int,
 
 def bias_per_location(layer: Any, geo: LocalGeometry) -> np.ndarray:
     """The bias as ``(L, F)``: one row per output location in row-major order."""
-    bias = np.asarray(to_numpy(layer.bias), np.float32).reshape(geo.output_shape())
+    bias = np.asarray(output_bias(layer), np.float32)
     if geo.channels_first:  # (F, OR, OC)
         bias = bias.transpose(1, 2, 0)
     return bias.reshape(geo.locations, geo.filters)

@@ -57,10 +57,14 @@ def finish_output(layer: Any, y: Tensor, ctx: LoweringContext) -> Lowered:
         if not layer.use_bias:
             return reshape(y, geo.output_shape(), out)
         shaped = Lowered(y) if native else reshape(y, geo.output_shape(), f"{name}/output")
-        bias = to_numpy(layer.bias).reshape(geo.output_shape())
-        return shaped.extend(add_constant(shaped.output, bias, out))
+        return shaped.extend(add_constant(shaped.output, output_bias(layer), out))
 
     return activated(layer.activation, name, build, ctx.opset)
+
+
+def output_bias(layer: Any) -> np.ndarray:
+    """The bias shaped like one output instance (Keras stores it that way, flattened or not)."""
+    return to_numpy(layer.bias).reshape(geometry_of(layer).output_shape())
 
 
 def dense_kernel_bytes(geo: LocalGeometry) -> int:
