@@ -14,7 +14,8 @@ HELP = "Serve exported .onnx models over HTTP (TensorFlow Serving REST and Open 
 
 # CLI option -> settings field; every one is also the environment variable LC2D_<FIELD>.
 _OPTIONS = ("model", "model_repository", "default_model", "host", "port", "device", "max_batch_size",
-            "max_delay_ms", "max_queue", "threads", "request_timeout_ms", "max_body_bytes", "log_level")
+            "max_delay_ms", "max_queue", "threads", "request_timeout_ms", "max_body_bytes",
+            "max_json_bytes", "log_level")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "stop when it ends); a little slower per run (env LC2D_SPIN=false)")
     add("--request-timeout-ms", type=float, metavar="T", help="deadline of one request; 504 past it")
     add("--max-body-bytes", type=int, metavar="N", help="largest request body; 413 beyond it")
+    add("--max-json-bytes", type=int, metavar="N",
+        help="largest JSON body (the smaller limit applies); 413 beyond it (default 16 MiB)")
     add("--allow-non-finite", action="store_true", default=None, help="accept NaN and Inf inputs")
     add("--log-level", choices=("critical", "error", "warning", "info", "debug"))
 
