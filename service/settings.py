@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.providers import Device
+
 
 class ServeSettings(BaseSettings):
     """Everything the inference service can be told."""
@@ -35,8 +37,13 @@ class ServeSettings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     """TCP port (0 picks a free one)."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """``auto``: CUDA when onnxruntime-gpu sees a GPU, else CPU; ``cuda`` fails without one."""
+    device: Device = "auto"
+    """``auto``: CUDA when onnxruntime-gpu sees a GPU, else CPU; ``cuda`` and ``tensorrt`` fail
+    without their provider (TensorRT falls back to CUDA, then CPU, per operator)."""
+
+    tensorrt_fp16: bool = False
+    """With ``--device tensorrt``: let TensorRT build fp16 engines (cached in ``trt_cache/``
+    beside each model file)."""
 
     threads: int | None = Field(default=None, ge=1)
     """ONNX Runtime intra-op threads per model; unset lets ONNX Runtime decide."""

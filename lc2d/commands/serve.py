@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from lc2d.errors import UsageError
+from service.providers import DEVICES
 
 HELP = "Serve exported .onnx models over HTTP (TensorFlow Serving REST and Open Inference Protocol)."
 
@@ -26,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--default-model", metavar="NAME", help="the model POST /predict uses")
     add("--host", help="interface to listen on (default 127.0.0.1)")
     add("--port", type=int, help="TCP port (default 8000)")
-    add("--device", choices=("auto", "cpu", "cuda"), help="execution provider choice (default auto)")
+    add("--device", choices=list(DEVICES), help="execution provider choice (default auto)")
+    add("--tensorrt-fp16", action="store_true", default=None,
+        help="with --device tensorrt: fp16 TensorRT engines (env LC2D_TENSORRT_FP16)")
     add("--max-batch-size", type=int, metavar="N", help="most instances per run and per request (default 64)")
     add("--max-delay-ms", type=float, metavar="T", help="longest wait for a batch to fill (default 0)")
     add("--max-queue", type=int, metavar="N", help="waiting requests per model before 503 (default 1024)")
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from service.errors import ServiceError
     from service.settings import ServeSettings
 
-    overrides = {name: getattr(args, name) for name in (*_OPTIONS, "allow_non_finite", "spin")
+    flags = ("allow_non_finite", "spin", "tensorrt_fp16")
+    overrides = {name: getattr(args, name) for name in (*_OPTIONS, *flags)
                  if getattr(args, name, None) is not None}
     try:
         settings = ServeSettings(**overrides)
