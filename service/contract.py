@@ -199,6 +199,9 @@ class InputContract:
             DtypeError, EmptyBatchError, BatchTooLargeError, NonFiniteInputError: as
                 :meth:`validate_batch`.
         """
+        if isinstance(instances, np.ndarray) and instances.ndim > 0:  # decoded whole (bodies.parse_json)
+            self._check_batch_size(len(instances))
+            return self.validate_batch(instances)
         if not isinstance(instances, Sequence) or isinstance(instances, str | bytes):
             raise ShapeMismatchError(
                 f"expected a list of instances, received {type(instances).__name__}",
@@ -249,7 +252,7 @@ def _to_float32(data: Any, *, where: str) -> np.ndarray:
     """Converts numbers (floats or integers) to float32; refuses everything else."""
     try:
         array = data if isinstance(data, np.ndarray) else np.asarray(data)
-    except (ValueError, TypeError) as err:  # ragged nested lists
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:  # ragged or too deep lists
         raise ShapeMismatchError(f"{where} is not a rectangular array of numbers: {err}",
                                  expected="a rectangular array of numbers", received="ragged lists"
                                  ) from err

@@ -1,6 +1,8 @@
 """Settings of ``lc2d serve``: every field is also the environment variable ``LC2D_<FIELD>``.
 
-Command-line options override environment variables, which override the defaults below.
+Command-line options override environment variables, which override the defaults below. The
+options of ``lc2d serve`` are generated from these fields (``lc2d/options.py``): adding a server
+option is adding a field here, with a docstring under it (its ``--help`` text).
 
 Example:
     $ LC2D_MAX_BATCH_SIZE=32 LC2D_DEVICE=cpu lc2d serve --model model.onnx
@@ -20,7 +22,8 @@ from service.providers import Device
 class ServeSettings(BaseSettings):
     """Everything the inference service can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="LC2D_", extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(env_prefix="LC2D_", extra="ignore", protected_namespaces=(),
+                                      use_attribute_docstrings=True)
 
     model: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     """ONNX files served under their stem name (version 1). Env: comma-separated paths."""
@@ -67,6 +70,11 @@ class ServeSettings(BaseSettings):
 
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     """Largest request body accepted; larger bodies get 413."""
+
+    max_json_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    """Largest JSON body accepted (the smaller of this and ``max_body_bytes`` applies); larger
+    JSON bodies get 413. JSON costs 3-5x the bytes of ``.npy`` for the same tensor and CPU to
+    decode, hence its own limit."""
 
     allow_non_finite: bool = False
     """Accept NaN and infinities in inputs (refused with 422 by default)."""
