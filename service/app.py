@@ -16,10 +16,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lc2d import __version__
 from service.api.fastpath import FastPathDispatch
 from service.api.routes import ROUTES
 from service.api.routing import build_router, install_error_handlers
-from service.dataplane import SERVER_VERSION, DataPlane, ServedModel, load_served_models
+from service.dataplane import DataPlane, ServedModel, load_served_models
 from service.metrics import ServiceMetrics
 from service.repository import ModelSource, discover_repository, sources_from_files
 from service.settings import ServeSettings
@@ -59,7 +60,7 @@ def create_app(settings: ServeSettings, served: Sequence[ServedModel] | None = N
         yield
         await plane.stop()
 
-    app = FastAPI(title="lc2d-serve", version=SERVER_VERSION, lifespan=lifespan,
+    app = FastAPI(title="lc2d-serve", version=__version__, lifespan=lifespan,
                   description="LocallyConnected2D models exported to ONNX, served by ONNX Runtime "
                               "with dynamic batching. Speaks TensorFlow Serving's REST predict "
                               "format and the Open Inference Protocol (KServe v2).")
