@@ -6,14 +6,19 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lc2d.errors import UsageError
+
+if TYPE_CHECKING:
+    from service.settings import ServeSettings
 
 HELP = "Serve exported .onnx models over HTTP (TensorFlow Serving REST and Open Inference Protocol)."
 
 # CLI option -> settings field; every one is also the environment variable LC2D_<FIELD>.
 _OPTIONS = ("model", "model_repository", "default_model", "host", "port", "device", "max_batch_size",
-            "max_delay_ms", "max_queue", "threads", "request_timeout_ms", "max_body_bytes", "log_level")
+            "max_delay_ms", "max_queue", "threads", "request_timeout_ms", "max_body_bytes", "log_level",
+            "ray_address", "replicas", "autoscale", "target_ongoing_requests", "ray_replica_cpus")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +43,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-body-bytes", type=int, metavar="N", help="largest request body; 413 beyond it")
     add("--allow-non-finite", action="store_true", default=None, help="accept NaN and Inf inputs")
     add("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    ray = parser.add_argument_group("Ray Serve (pip install 'lc2d-serve[ray]'; docs/scaling.md)")
+    ray.add_argument("--ray", action="store_true", default=None,
+                     help="serve as a Ray Serve application: the same app in every replica, Ray's "
+                          "proxy on --host:--port (env LC2D_RAY)")
+    ray.add_argument("--ray-address", metavar="ADDR",
+                     help="Ray cluster to join (host:port or ray://host:port); default: a local Ray instance")
+    scale = ray.add_mutually_exclusive_group()
+    scale.add_argument("--replicas", type=int, metavar="N", help="fixed number of replicas (default 1)")
+    scale.add_argument("--autoscale", metavar="MIN:MAX",
+                       help="scale between MIN and MAX replicas on ongoing requests per replica")
+    ray.add_argument("--target-ongoing-requests", type=float, metavar="N",
+                     help="with --autoscale: ongoing requests per replica to scale towards (default 32)")
+    ray.add_argument("--ray-replica-cpus", type=float, metavar="N",
+                     help="logical CPUs Ray reserves per replica (default 1)")
+    ray.add_argument("--ship-models", action="store_true", default=None,
+                     help="send the model files to the replicas through Ray's object store")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from service.errors import ServiceError
     from service.settings import ServeSettings
 
-    overrides = {name: getattr(args, name) for name in (*_OPTIONS, "allow_non_finite", "spin")
+    flags = ("allow_non_finite", "spin", "ray", "ship_models")
+    overrides = {name: getattr(args, name) for name in (*_OPTIONS, *flags)
                  if getattr(args, name, None) is not None}
     try:
         settings = ServeSettings(**overrides)
@@ -57,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(_settings_message(err)) from err
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.ray:
+        return _run_on_ray(settings)
+    _check_not_ray_only(settings)
     try:
         app = create_app(settings)
     except ServiceError as err:
@@ -68,7 +93,36 @@ def run(args: argparse.Namespace) -> int:
     print(f"lc2d serve: http://{settings.host}:{settings.port} (docs at /docs, default model "
           f"{plane.default_model!r}, pid {os.getpid()})", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=max(1, int(settings.request_timeout_ms // 1000)))
+                timeout_graceful_shutdown=settings.drain_timeout_s)
+    return 0
+
+
+def _check_not_ray_only(settings: ServeSettings) -> None:
+    given = [f"--{name.replace('_', '-')}" for name in ("ray_address", "replicas", "autoscale", "ship_models")
+             if getattr(settings, name)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: expected together with --ray, received without it")
+
+
+def _run_on_ray(settings: ServeSettings) -> int:
+    """Deploys on Ray Serve and waits for Ctrl-C / SIGTERM; then deletes the application."""
+    import importlib.util
+
+    from service.errors import ServiceError
+
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.serve") is None:
+        raise UsageError("--ray: expected Ray Serve to be installed, received an environment without it; "
+                         "pip install 'lc2d-serve[ray]'")
+    from service.ray_serve import APP_NAME, serve_on_ray
+
+    def announce() -> None:
+        print(f"lc2d serve: Ray Serve application {APP_NAME!r} on http://{settings.host}:{settings.port} "
+              f"(docs at /docs, pid {os.getpid()}); Ctrl-C or SIGTERM deletes it", flush=True)
+
+    try:
+        serve_on_ray(settings, on_ready=announce)
+    except ServiceError as err:
+        raise UsageError(err.message) from err
     return 0
 
 
