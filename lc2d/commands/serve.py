@@ -5,78 +5,27 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lc2d.errors import UsageError
-
-if TYPE_CHECKING:
-    from service.settings import ServeSettings
+from lc2d.options import add_model_options, model_from_args
+from service.settings import ServeSettings
 
 HELP = "Serve exported .onnx models over HTTP (TensorFlow Serving REST and Open Inference Protocol)."
 
-# CLI option -> settings field; every one is also the environment variable LC2D_<FIELD>.
-_OPTIONS = ("model", "model_repository", "default_model", "host", "port", "device", "max_batch_size",
-            "max_delay_ms", "max_queue", "threads", "request_timeout_ms", "max_body_bytes", "log_level",
-            "ray_address", "replicas", "autoscale", "target_ongoing_requests", "ray_replica_cpus")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the options of ``lc2d serve``; unset options fall back to ``LC2D_*`` variables."""
-    add = parser.add_argument
-    add("--model", action="append", type=Path, metavar="PATH.onnx",
-        help="an .onnx file to serve under its stem name (repeatable; env LC2D_MODEL, comma-separated)")
-    add("--model-repository", type=Path, metavar="DIR",
-        help="serve every DIR/<name>/<version>/model.onnx, highest version by default")
-    add("--default-model", metavar="NAME", help="the model POST /predict uses")
-    add("--host", help="interface to listen on (default 127.0.0.1)")
-    add("--port", type=int, help="TCP port (default 8000)")
-    add("--device", choices=("auto", "cpu", "cuda"), help="execution provider choice (default auto)")
-    add("--max-batch-size", type=int, metavar="N", help="most instances per run and per request (default 64)")
-    add("--max-delay-ms", type=float, metavar="T", help="longest wait for a batch to fill (default 0)")
-    add("--max-queue", type=int, metavar="N", help="waiting requests per model before 503 (default 1024)")
-    add("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default: ONNX Runtime's)")
-    add("--no-spin", dest="spin", action="store_false", default=None,
-        help="ONNX Runtime's threads never spin (by default they spin while a batch runs and "
-             "stop when it ends); a little slower per run (env LC2D_SPIN=false)")
-    add("--request-timeout-ms", type=float, metavar="T", help="deadline of one request; 504 past it")
-    add("--max-body-bytes", type=int, metavar="N", help="largest request body; 413 beyond it")
-    add("--allow-non-finite", action="store_true", default=None, help="accept NaN and Inf inputs")
-    add("--log-level", choices=("critical", "error", "warning", "info", "debug"))
-    ray = parser.add_argument_group("Ray Serve (pip install 'lc2d-serve[ray]'; docs/scaling.md)")
-    ray.add_argument("--ray", action="store_true", default=None,
-                     help="serve as a Ray Serve application: the same app in every replica, Ray's "
-                          "proxy on --host:--port (env LC2D_RAY)")
-    ray.add_argument("--ray-address", metavar="ADDR",
-                     help="Ray cluster to join (host:port or ray://host:port); default: a local Ray instance")
-    scale = ray.add_mutually_exclusive_group()
-    scale.add_argument("--replicas", type=int, metavar="N", help="fixed number of replicas (default 1)")
-    scale.add_argument("--autoscale", metavar="MIN:MAX",
-                       help="scale between MIN and MAX replicas on ongoing requests per replica")
-    ray.add_argument("--target-ongoing-requests", type=float, metavar="N",
-                     help="with --autoscale: ongoing requests per replica to scale towards (default 32)")
-    ray.add_argument("--ray-replica-cpus", type=float, metavar="N",
-                     help="logical CPUs Ray reserves per replica (default 1)")
-    ray.add_argument("--ship-models", action="store_true", default=None,
-                     help="send the model files to the replicas through Ray's object store")
+    """One option per field of :class:`~service.settings.ServeSettings` (unset: ``LC2D_*`` or default)."""
+    add_model_options(parser, ServeSettings)
 
 
 def run(args: argparse.Namespace) -> int:
     """Loads the models (failing with one line if one cannot be served), then runs uvicorn."""
-    import pydantic
     import uvicorn
 
     from service.app import create_app
     from service.errors import ServiceError
-    from service.settings import ServeSettings
 
-    flags = ("allow_non_finite", "spin", "ray", "ship_models")
-    overrides = {name: getattr(args, name) for name in (*_OPTIONS, *flags)
-                 if getattr(args, name, None) is not None}
-    try:
-        settings = ServeSettings(**overrides)
-    except pydantic.ValidationError as err:
-        raise UsageError(_settings_message(err)) from err
+    settings = model_from_args(ServeSettings, args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.ray:
@@ -124,12 +73,3 @@ def _run_on_ray(settings: ServeSettings) -> int:
     except ServiceError as err:
         raise UsageError(err.message) from err
     return 0
-
-
-def _settings_message(err: object) -> str:
-    errors = err.errors()  # type: ignore[attr-defined]
-    parts = []
-    for item in errors:
-        where = ".".join(str(p) for p in item.get("loc", ())) or "settings"
-        parts.append(f"{where}: {item.get('msg')} (received {item.get('input')!r})")
-    return "; ".join(parts)
