@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -142,6 +143,20 @@ class InputContract:
         inputs = [_spec_from_node_arg(arg) for arg in session.get_inputs()]
         outputs = [_spec_from_node_arg(arg) for arg in session.get_outputs()]
         return cls.from_onnx(metadata, inputs, outputs)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> InputContract:
+        """Builds the contract of an ``.onnx`` file without opening a session (or importing onnx).
+
+        Raises:
+            ModelLoadError: the file is missing, is not an ONNX model, or breaks the rules above.
+        """
+        from service.onnx_file import read_signature
+
+        signature = read_signature(path)
+        inputs = [TensorSpec(v.name, v.shape[1:], v.dtype) for v in signature.inputs]
+        outputs = [TensorSpec(v.name, v.shape[1:], v.dtype) for v in signature.outputs]
+        return cls.from_onnx(signature.metadata, inputs, outputs)
 
     def with_limits(self, *, max_batch_size: int | None = None,
                     allow_non_finite: bool | None = None) -> InputContract:
