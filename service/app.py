@@ -92,7 +92,7 @@ def _rescan_on_sighup(registry: ModelRegistry) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGHUP, registry.request_rescan)
-    except (ValueError, RuntimeError, NotImplementedError, AttributeError):  # not the main thread, or no SIGHUP
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError):  # not the main thread; no SIGHUP
         yield
         return
     try:

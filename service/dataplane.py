@@ -91,7 +91,8 @@ class DataPlane:
             raise ModelNotFoundError("no model is served")
         return self.registry.find_ready(name, version)
 
-    def serving(self, name: str | None, version: str | None = None) -> AbstractAsyncContextManager[ModelVersion]:
+    def serving(self, name: str | None,
+                version: str | None = None) -> AbstractAsyncContextManager[ModelVersion]:
         """A ready version (``name`` None: the default model) held until the block ends, so a
         version being replaced finishes this request instead of failing it."""
         if self._stopping:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from service.batching import BatchTiming
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from service.batching import BatchTiming
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -77,6 +78,9 @@ class ServiceMetrics:
         self.load_failures = Counter("lc2d_model_load_failures_total",
                                      "Model versions (or configurations) that failed to load.",
                                      ["model"], registry=self.registry)
+        self.provider = Gauge("lc2d_model_provider", "1 for the execution provider a model version runs on "
+                              "(its session's first provider).", ["model", "version", "provider"],
+                              registry=self.registry)
 
     def batch_observer(self, model: str, version: str) -> _ModelBatchObserver:
         """The batcher observer of one model version."""
@@ -107,6 +111,8 @@ class ServiceMetrics:
 
     def model_load_failed(self, model: str) -> None:
         self.load_failures.labels(model=model).inc()
+    def provider_in_use(self, model: str, version: str, provider: str) -> None:
+        self.provider.labels(model=model, version=version, provider=provider).set(1)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

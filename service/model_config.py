@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from service.contract import InputLimits
 from service.errors import InvalidModelConfigError
+from service.providers import Device
 
 CONFIG_FILENAME = "config.json"
 
@@ -34,8 +35,13 @@ class ServingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """``auto``: CUDA when onnxruntime-gpu sees a GPU, else CPU; ``cuda`` fails without one."""
+    device: Device = "auto"
+    """``auto``: CUDA when onnxruntime-gpu sees a GPU, else CPU; ``cuda`` and ``tensorrt`` fail
+    without their provider (TensorRT falls back to CUDA, then CPU, per operator)."""
+
+    tensorrt_fp16: bool = False
+    """With ``--device tensorrt``: let TensorRT build fp16 engines (cached in ``trt_cache/``
+    beside each model file)."""
 
     threads: int | None = Field(default=None, ge=1)
     """ONNX Runtime intra-op threads per session; unset lets ONNX Runtime decide."""

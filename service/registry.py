@@ -149,6 +149,7 @@ class IndexEntry:
 class _ModelRecord:
     """What the registry keeps per model name."""
 
+    name: str
     versions: dict[str, ModelVersion] = field(default_factory=dict)
     config: ModelConfig | None = None
     config_error: str = ""
@@ -194,7 +195,7 @@ class ModelRegistry:
                 requested device is unavailable.
         """
         for name, entry in self.catalog.scan().items():
-            record = self._models.setdefault(name, _ModelRecord())
+            record = self._record(name)
             config = self._read_config(name, entry, record)
             if config is None:
                 self._fail_versions(record, entry, sorted(entry.versions, key=_version_key)[-1:])
@@ -206,7 +207,9 @@ class ModelRegistry:
                 record.versions[version] = item
                 error = self._load_and_warm(item)
                 if error is not None and (entry.required or error.code == "provider_unavailable"):
-                    raise error
+                    raise error  # start-up stops with this one message
+                if error is not None:
+                    logger.error("%s", item.not_ready_message())
 
     async def start(self) -> None:
         """Makes every warmed-up version ready (needs the running loop); starts polling."""
@@ -355,7 +358,7 @@ class ModelRegistry:
             if name in self._models:
                 await self._apply(name, None)
             raise ModelNotFoundError(f"model {name!r} is not in the repository", received=name)
-        self._models.setdefault(name, _ModelRecord()).override = config_override
+        self._record(name).override = config_override
         failures = await self._apply(name, entry)
         if failures:
             raise ModelLoadError(f"model {name!r} did not load completely: " + "; ".join(failures),
@@ -375,8 +378,7 @@ class ModelRegistry:
         record = self._models[name]
         async with record.lock:
             record.override = None
-            await self._retire([item for item in record.versions.values()
-                                if item.state is not VersionState.UNLOADED], "unloaded by request")
+            await self._retire(_current(record), "unloaded by request")
             for version, item in list(record.versions.items()):
                 if item.state is VersionState.FAILED:
                     del record.versions[version]
@@ -421,11 +423,10 @@ class ModelRegistry:
 
     async def _apply(self, name: str, entry: ModelEntry | None) -> list[str]:
         """Brings one model in line with its directory; returns what failed."""
-        record = self._models.setdefault(name, _ModelRecord())
+        record = self._record(name)
         async with record.lock:
             if entry is None:
-                await self._retire([item for item in record.versions.values()
-                                    if item.state is not VersionState.UNLOADED], "removed from the repository")
+                await self._retire(_current(record), "removed from the repository")
                 return []
             config = self._read_config(name, entry, record)
             if config is None:
@@ -436,30 +437,32 @@ class ModelRegistry:
             failures = self._record_missing(record, entry, config, missing)
             replaced: list[ModelVersion] = []
             for version in wanted:
-                failure = await self._bring_up(record, name, version, entry.versions[version], config, replaced)
+                failure = await self._bring_up(record, version, entry.versions[version], config, replaced)
                 if failure:
                     failures.append(failure)
             replaced += self._unwanted(record, wanted, missing)
             await self._retire(replaced, "replaced" if entry.versions else "removed from the repository")
             return failures
 
-    async def _bring_up(self, record: _ModelRecord, name: str, version: str, path: Path,
+    async def _bring_up(self, record: _ModelRecord, version: str, path: Path,
                         config: ModelConfig, replaced: list[ModelVersion]) -> str | None:
         """Makes ``version`` ready from ``path`` unless an identical one already serves."""
         old = record.versions.get(version)
-        if old is not None and old.ready and old.config == config and old.digest is not None:
-            if not await asyncio.to_thread(old.digest.changed, path):
-                old.reason = ""
-                return None
-        item = ModelVersion(name, version, path, config)
+        if (old is not None and old.ready and old.config == config and old.digest is not None
+                and not await asyncio.to_thread(old.digest.changed, path)):
+            old.reason = ""
+            return None
+        item = ModelVersion(record.name, version, path, config)
         serving = old is not None and old.ready
         if not serving:
             record.versions[version] = item  # visible as LOADING, then WARMING
         error = await asyncio.to_thread(self._load_and_warm, item)
         if error is not None:
+            logger.error("%s", item.not_ready_message())
             if serving:
                 assert old is not None
-                old.reason = f"a new file or configuration failed to load, the previous one still serves: {item.reason}"
+                old.reason = ("a new file or configuration failed to load, the previous one still "
+                              f"serves: {item.reason}")
             else:
                 record.versions[version] = item
             return f"version {version}: {item.reason}"
@@ -469,7 +472,8 @@ class ModelRegistry:
             replaced.append(old)
         return None
 
-    def _unwanted(self, record: _ModelRecord, wanted: Sequence[str], missing: Sequence[str]) -> list[ModelVersion]:
+    def _unwanted(self, record: _ModelRecord, wanted: Sequence[str],
+                  missing: Sequence[str]) -> list[ModelVersion]:
         """Versions the policy no longer selects, except ready ones standing in for failed ones."""
         shortfall = sum(not record.versions[v].ready for v in wanted)
         leaving: list[ModelVersion] = []
@@ -520,7 +524,8 @@ class ModelRegistry:
             started = time.perf_counter()
             item.digest = FileDigest.of(item.path) if item.path.is_file() else None
             item.pool = load_instances(item.path, config.instances, config.device, config.threads,
-                                       name=item.name, version=item.version, spin=config.spin)
+                                       name=item.name, version=item.version, spin=config.spin,
+                                       fp16=config.tensorrt_fp16)
             item.load_seconds = time.perf_counter() - started
             item.state = VersionState.WARMING
             started = time.perf_counter()
@@ -543,7 +548,6 @@ class ModelRegistry:
         item.pool, item.state, item.reason = None, VersionState.FAILED, reason
         self.metrics.model_load_failed(item.name)
         self.metrics.model_ready(item.name, item.version, False)
-        logger.error("model %s version %s is not ready: %s", item.name, item.version, reason)
 
     def _activate(self, item: ModelVersion) -> None:
         """Gives a warmed-up version its batcher (on the running loop): it is ready from here on."""
@@ -557,6 +561,7 @@ class ModelRegistry:
         item.batcher.start()
         item.state, item.reason = VersionState.READY, ""
         self.metrics.model_loaded(item.name, item.version, item.load_seconds, item.warmup_seconds)
+        self.metrics.provider_in_use(item.name, item.version, item.pool.first.providers[0])
         self.metrics.model_ready(item.name, item.version, True)
 
     # --- configuration and policy ---------------------------------------------------------------------
@@ -595,10 +600,15 @@ class ModelRegistry:
             reason = (f"version_policy.specific lists version {version}, but the repository has "
                       f"versions {sorted(entry.versions, key=_version_key)}")
             if version not in record.versions or not record.versions[version].ready:
-                item = ModelVersion(entry.name, version, Path(), config, state=VersionState.FAILED, reason=reason)
-                record.versions[version] = item
+                record.versions[version] = ModelVersion(entry.name, version, Path(), config,
+                                                        state=VersionState.FAILED, reason=reason)
             failures.append(reason)
         return failures
+
+    def _record(self, name: str) -> _ModelRecord:
+        if name not in self._models:
+            self._models[name] = _ModelRecord(name)
+        return self._models[name]
 
     def _require_explicit(self, action: str) -> None:
         if self.mode != "explicit":
@@ -613,6 +623,11 @@ class ModelRegistry:
                 await self.rescan()
             except Exception:  # keep polling whatever one rescan met
                 logger.exception("repository poll failed")
+
+
+def _current(record: _ModelRecord) -> list[ModelVersion]:
+    """The versions of a model that are not unloaded yet (failed ones included)."""
+    return [item for item in record.versions.values() if item.state is not VersionState.UNLOADED]
 
 
 def _plan(entry: ModelEntry, config: ModelConfig) -> tuple[list[str], list[str]]:

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from lc2d.errors import UsageError
+from service.providers import DEVICES
 
 HELP = ("Score a .npy, .npz or image folder with an .onnx model, streaming, on this machine "
         "or on Ray; write an .npy of outputs and a JSON summary.")
-DEVICES = ("auto", "cpu", "cuda")
 ENGINES = ("local", "ray")
 
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256,
                         help="rows per ONNX Runtime call; bounds memory; default: 256")
     parser.add_argument("--device", choices=DEVICES, default="auto",
-                        help="auto (CUDA when available), cpu or cuda; default: auto")
+                        help="auto (CUDA when available), cpu, cuda or tensorrt; default: auto")
     parser.add_argument("--threads", type=int, default=None,
                         help="ONNX Runtime intra-op threads (per actor with --engine ray, default 1 "
                              "there); default: ONNX Runtime decides")

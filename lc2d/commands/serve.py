@@ -8,12 +8,14 @@ import os
 from pathlib import Path
 
 from lc2d.errors import UsageError
+from service.providers import DEVICES
 
 HELP = "Serve exported .onnx models over HTTP (TensorFlow Serving REST and Open Inference Protocol)."
 
 # CLI option -> settings field; every one is also the environment variable LC2D_<FIELD>.
 _OPTIONS = ("model", "model_repository", "default_model", "host", "port", "device", "max_batch_size",
-            "max_delay_ms", "max_queue", "threads", "request_timeout_ms", "max_body_bytes", "log_level")
+            "max_delay_ms", "max_queue", "threads", "request_timeout_ms", "max_body_bytes", "log_level",
+            "instances", "model_control_mode", "repository_poll_secs")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--default-model", metavar="NAME", help="the model POST /predict uses")
     add("--host", help="interface to listen on (default 127.0.0.1)")
     add("--port", type=int, help="TCP port (default 8000)")
-    add("--device", choices=("auto", "cpu", "cuda"), help="execution provider choice (default auto)")
+    add("--device", choices=list(DEVICES), help="execution provider choice (default auto)")
+    add("--tensorrt-fp16", action="store_true", default=None,
+        help="with --device tensorrt: fp16 TensorRT engines (env LC2D_TENSORRT_FP16)")
     add("--max-batch-size", type=int, metavar="N", help="most instances per run and per request (default 64)")
     add("--max-delay-ms", type=float, metavar="T", help="longest wait for a batch to fill (default 0)")
     add("--max-queue", type=int, metavar="N", help="waiting requests per model before 503 (default 1024)")
@@ -38,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-body-bytes", type=int, metavar="N", help="largest request body; 413 beyond it")
     add("--allow-non-finite", action="store_true", default=None, help="accept NaN and Inf inputs")
     add("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    add("--instances", type=int, metavar="N", help="ONNX Runtime sessions per model version (default 1)")
+    add("--model-control-mode", choices=("none", "poll", "explicit"),
+        help="none: read the repository at start-up; poll: read it again every --repository-poll-secs; "
+             "explicit: the repository load/unload API changes models (default none; SIGHUP rereads it)")
+    add("--repository-poll-secs", type=float, metavar="S",
+        help="seconds between reads in poll mode (default 15)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from service.errors import ServiceError
     from service.settings import ServeSettings
 
-    overrides = {name: getattr(args, name) for name in (*_OPTIONS, "allow_non_finite", "spin")
+    flags = ("allow_non_finite", "spin", "tensorrt_fp16")
+    overrides = {name: getattr(args, name) for name in (*_OPTIONS, *flags)
                  if getattr(args, name, None) is not None}
     try:
         settings = ServeSettings(**overrides)
@@ -63,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(err.message) from err
     plane = app.state.dataplane
     for item in plane.all_models():
-        state = f"providers {item.model.providers}" if item.model else f"NOT READY: {item.error}"
-        print(f"lc2d serve: {item.name} version {item.version} from {item.source.path}: {state}", flush=True)
+        state = f"providers {item.model.providers}" if item.model else f"NOT READY: {item.reason}"
+        print(f"lc2d serve: {item.name} version {item.version} from {item.path}: {state}", flush=True)
     print(f"lc2d serve: http://{settings.host}:{settings.port} (docs at /docs, default model "
           f"{plane.default_model!r}, pid {os.getpid()})", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,

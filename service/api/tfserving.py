@@ -27,9 +27,10 @@ from service.api.bodies import (
     require_media_type,
 )
 from service.api.deps import DataPlaneDep
-from service.contract import InputContract
+from service.contract import NO_LIMITS, InputContract, InputLimits
 from service.dataplane import DataPlane
 from service.errors import MalformedRequestError
+from service.registry import ModelVersion
 
 
 def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
@@ -59,16 +60,19 @@ def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
 async def predict_endpoint(request: Request, plane: DataPlane, name: str | None,
                            version: str | None) -> Response:
     """Answers one predict request for ``name`` (the default model when None) and ``version``."""
-    item = plane.find_ready(plane.default_model if name is None else name, version)
-    assert item.model is not None
-    contract = item.model.contract
+    async with plane.serving(name, version) as item:
+        return await _predict(request, plane, item)
+
+
+async def _predict(request: Request, plane: DataPlane, item: ModelVersion) -> Response:
+    contract, limits = item.contract, item.limits
     kind = require_media_type(request, (JSON, NPY))
     answer_as = preferred_response(request)
     body = await read_body(request, plane.settings.max_body_bytes)
     if kind == NPY:
-        batch, columnar = contract.validate_batch(parse_npy(body)), True
+        batch, columnar = contract.validate_batch(parse_npy(body), limits), True
     else:
-        batch, columnar = parse_predict_json(parse_json(body), contract)
+        batch, columnar = parse_predict_json(parse_json(body), contract, limits)
     outputs = await plane.infer(item, batch)
     headers = {"X-Model-Name": item.name, "X-Model-Version": item.version}
     if answer_as == NPY:
@@ -77,7 +81,8 @@ async def predict_endpoint(request: Request, plane: DataPlane, name: str | None,
     return json_response(predict_answer(outputs, contract, columnar and kind == JSON), headers=headers)
 
 
-def parse_predict_json(payload: Any, contract: InputContract) -> tuple[np.ndarray, bool]:
+def parse_predict_json(payload: Any, contract: InputContract, limits: InputLimits = NO_LIMITS
+                       ) -> tuple[np.ndarray, bool]:
     """Validates a TensorFlow Serving JSON body.
 
     Returns:
@@ -96,11 +101,11 @@ def parse_predict_json(payload: Any, contract: InputContract) -> tuple[np.ndarra
         instances = payload["instances"]
         if isinstance(instances, list) and instances and isinstance(instances[0], dict):
             instances = [_named_input(instance, contract) for instance in instances]
-        return contract.validate_instances(instances), False
+        return contract.validate_instances(instances, limits), False
     inputs = payload["inputs"]
     if isinstance(inputs, dict):
         inputs = _named_input(inputs, contract)
-    return contract.validate_batch(inputs), True
+    return contract.validate_batch(inputs, limits), True
 
 
 def predict_answer(outputs: dict[str, np.ndarray], contract: InputContract, columnar: bool) -> dict[str, Any]:

@@ -16,9 +16,10 @@ from fastapi import APIRouter, Request, Response
 
 from service.api.bodies import JSON, OCTET, json_response, parse_json, read_body, require_media_type
 from service.api.deps import DataPlaneDep
-from service.contract import InputContract
-from service.dataplane import DataPlane, ServedModel
+from service.contract import NO_LIMITS, InputContract, InputLimits
+from service.dataplane import DataPlane
 from service.errors import DtypeError, MalformedRequestError, ShapeMismatchError
+from service.registry import ModelVersion
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # Open Inference Protocol datatypes -> NumPy dtypes accepted for the (float32) input.
@@ -71,13 +72,16 @@ def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
 
 
 async def infer_endpoint(request: Request, plane: DataPlane, name: str, version: str | None) -> Response:
-    item = plane.find_ready(name, version)
-    assert item.model is not None
+    async with plane.serving(name, version) as item:
+        return await _infer(request, plane, item)
+
+
+async def _infer(request: Request, plane: DataPlane, item: ModelVersion) -> Response:
     require_media_type(request, (JSON, OCTET))
     body = await read_body(request, plane.settings.max_body_bytes)
     header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
     payload = parse_json(header)
-    parsed = parse_infer_request(payload, binary, item.model.contract)
+    parsed = parse_infer_request(payload, binary, item.contract, item.limits)
     outputs = await plane.infer(item, parsed.batch)
     return infer_response(item, outputs, parsed)
 
@@ -104,7 +108,8 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:length], body[length:]
 
 
-def parse_infer_request(payload: Any, binary: bytes, contract: InputContract) -> InferRequest:
+def parse_infer_request(payload: Any, binary: bytes, contract: InputContract,
+                        limits: InputLimits = NO_LIMITS) -> InferRequest:
     """Validates an ``infer`` JSON header (and its binary tensors) against the model's contract."""
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise MalformedRequestError('expected a JSON object with an "inputs" list', expected="inputs")
@@ -114,12 +119,12 @@ def parse_infer_request(payload: Any, binary: bytes, contract: InputContract) ->
         raise MalformedRequestError(f"expected exactly one input named {contract.input_name!r}, "
                                     f"received {names}", expected=[contract.input_name], received=names)
     array = _tensor_array(tensors[0], binary)
-    batch = contract.validate_batch(array)
+    batch = contract.validate_batch(array, limits)
     parameters = payload.get("parameters") or {}
     return InferRequest(batch, _request_id(payload), *_requested_outputs(payload, contract, parameters))
 
 
-def infer_response(item: ServedModel, outputs: dict[str, np.ndarray], parsed: InferRequest) -> Response:
+def infer_response(item: ModelVersion, outputs: dict[str, np.ndarray], parsed: InferRequest) -> Response:
     """JSON tensors, or a JSON header followed by raw bytes for outputs asked as binary."""
     entries: list[dict[str, Any]] = []
     chunks: list[bytes] = []

@@ -124,7 +124,8 @@ class DynamicBatcher:
         if self._workers:
             return
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"lc2d-{self.name}")
+        self._executor = ThreadPoolExecutor(max_workers=self.concurrency,
+                                            thread_name_prefix=f"lc2d-{self.name}")
         loop = asyncio.get_running_loop()
         self._workers = [loop.create_task(self._work(), name=f"batcher-{self.name}-{i}")
                          for i in range(self.concurrency)]

@@ -73,7 +73,8 @@ class BatchScorer:
             output_name = names[0]
         if output_name not in names:
             raise ScoringInputError(f"--output-name: expected one of {names}, received {output_name!r}")
-        return cls(model=model, output_name=output_name, limits=InputLimits(allow_non_finite=allow_non_finite))
+        return cls(model=model, output_name=output_name,
+                   limits=InputLimits(allow_non_finite=allow_non_finite))
 
     def score(self, batch: np.ndarray, first_row: int = 0) -> np.ndarray:
         """Validates ``batch`` as ``/predict`` does and returns the kept output.

@@ -239,6 +239,7 @@ def test_metrics_count_requests_errors_batches_and_inferences(client) -> None:
     assert 'lc2d_inferences_total{model="tiny",version="2"}' in text
     assert 'lc2d_queue_depth{model="tiny",version="2"} 0.0' in text
     assert "lc2d_http_request_duration_seconds_bucket" in text
+    assert 'lc2d_model_provider{model="tiny",provider="CPUExecutionProvider",version="2"} 1.0' in text
 
 
 def test_metrics_registries_are_separate_per_app(model_repository) -> None:
