@@ -1,6 +1,8 @@
 """Settings of ``lc2d serve``: every field is also the environment variable ``LC2D_<FIELD>``.
 
-Command-line options override environment variables, which override the defaults below.
+Command-line options override environment variables, which override the defaults below. The
+options of ``lc2d serve`` are generated from these fields (``lc2d/options.py``): adding a server
+option is adding a field here, with a docstring under it (its ``--help`` text).
 
 Example:
     $ LC2D_MAX_BATCH_SIZE=32 LC2D_DEVICE=cpu lc2d serve --model model.onnx
