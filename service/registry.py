@@ -154,7 +154,6 @@ class _ModelRecord:
     config: ModelConfig | None = None
     config_error: str = ""
     override: Mapping[str, Any] | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class ModelRegistry:
@@ -179,6 +178,7 @@ class ModelRegistry:
         self.mode = mode
         self.poll_secs = poll_secs
         self._models: dict[str, _ModelRecord] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # per name, whole calls: load, unload, rescan
         self._running = False
         self._poller: asyncio.Task[None] | None = None
         self._rescan_task: asyncio.Task[None] | None = None
@@ -353,13 +353,14 @@ class ModelRegistry:
         self._require_explicit("load")
         if config_override is not None:  # refused before anything changes
             ModelConfig.for_model(self.defaults, config_override, where="the load request's config")
-        entry = await asyncio.to_thread(self.catalog.find, name)
-        if entry is None:
-            if name in self._models:
-                await self._apply(name, None)
-            raise ModelNotFoundError(f"model {name!r} is not in the repository", received=name)
-        self._record(name).override = config_override
-        failures = await self._apply(name, entry)
+        async with self._lock(name):
+            entry = await asyncio.to_thread(self.catalog.find, name)
+            if entry is None:
+                if name in self._models:
+                    await self._apply(name, None)
+                raise ModelNotFoundError(f"model {name!r} is not in the repository", received=name)
+            self._record(name).override = config_override
+            failures = await self._apply(name, entry)
         if failures:
             raise ModelLoadError(f"model {name!r} did not load completely: " + "; ".join(failures),
                                  failures=failures)
@@ -372,11 +373,11 @@ class ModelRegistry:
             ModelNotFoundError: no such model (404).
         """
         self._require_explicit("unload")
-        if name not in self._models:
-            raise ModelNotFoundError(f"model {name!r} is not served; served models: {self.names()}",
-                                     expected=self.names(), received=name)
-        record = self._models[name]
-        async with record.lock:
+        async with self._lock(name):
+            if name not in self._models:
+                raise ModelNotFoundError(f"model {name!r} is not served; served models: {self.names()}",
+                                         expected=self.names(), received=name)
+            record = self._models[name]
             record.override = None
             await self._retire(_current(record), "unloaded by request")
             for version, item in list(record.versions.items()):
@@ -411,7 +412,8 @@ class ModelRegistry:
         else:
             names = sorted(set(on_disk) | set(self._models))
         for name in names:
-            await self._apply(name, on_disk.get(name))
+            async with self._lock(name):
+                await self._apply(name, on_disk.get(name))
 
     def request_rescan(self) -> None:
         """Starts a rescan soon (SIGHUP); one already running covers this request."""
@@ -422,27 +424,26 @@ class ModelRegistry:
     # --- applying the repository to one model --------------------------------------------------------
 
     async def _apply(self, name: str, entry: ModelEntry | None) -> list[str]:
-        """Brings one model in line with its directory; returns what failed."""
+        """Brings one model in line with its directory (the caller holds its lock); returns what failed."""
         record = self._record(name)
-        async with record.lock:
-            if entry is None:
-                await self._retire(_current(record), "removed from the repository")
-                return []
-            config = self._read_config(name, entry, record)
-            if config is None:
-                if not any(item.ready for item in record.versions.values()):
-                    self._fail_versions(record, entry, sorted(entry.versions, key=_version_key)[-1:])
-                return [record.config_error]
-            wanted, missing = _plan(entry, config)
-            failures = self._record_missing(record, entry, config, missing)
-            replaced: list[ModelVersion] = []
-            for version in wanted:
-                failure = await self._bring_up(record, version, entry.versions[version], config, replaced)
-                if failure:
-                    failures.append(failure)
-            replaced += self._unwanted(record, wanted, missing)
-            await self._retire(replaced, "replaced" if entry.versions else "removed from the repository")
-            return failures
+        if entry is None:
+            await self._retire(_current(record), "removed from the repository")
+            return []
+        config = self._read_config(name, entry, record)
+        if config is None:
+            if not any(item.ready for item in record.versions.values()):
+                self._fail_versions(record, entry, sorted(entry.versions, key=_version_key)[-1:])
+            return [record.config_error]
+        wanted, missing = _plan(entry, config)
+        failures = self._record_missing(record, entry, config, missing)
+        replaced: list[ModelVersion] = []
+        for version in wanted:
+            failure = await self._bring_up(record, version, entry.versions[version], config, replaced)
+            if failure:
+                failures.append(failure)
+        replaced += self._unwanted(record, wanted, missing)
+        await self._retire(replaced, "replaced")
+        return failures
 
     async def _bring_up(self, record: _ModelRecord, version: str, path: Path,
                         config: ModelConfig, replaced: list[ModelVersion]) -> str | None:
@@ -604,6 +605,11 @@ class ModelRegistry:
                                                         state=VersionState.FAILED, reason=reason)
             failures.append(reason)
         return failures
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        if name not in self._locks:
+            self._locks[name] = asyncio.Lock()
+        return self._locks[name]
 
     def _record(self, name: str) -> _ModelRecord:
         if name not in self._models:

@@ -211,3 +211,9 @@ def start_server() -> Iterator[object]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def write_model() -> object:
+    """:func:`write_classifier`, for tests that build their own repositories."""
+    return write_classifier
