@@ -48,6 +48,11 @@ class ServeSettings(BaseSettings, ServingOptions):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     """Largest request body accepted; larger bodies get 413."""
 
+    max_json_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    """Largest JSON body accepted (the smaller of this and ``max_body_bytes`` applies); larger
+    JSON bodies get 413. JSON costs 3-5x the bytes of ``.npy`` for the same tensor and CPU to
+    decode, hence its own limit."""
+
     model_control_mode: Literal["none", "poll", "explicit"] = "none"
     """How served models change while running (Triton's names): ``none``, the repository is read at
     start-up; ``poll``, it is read again every ``repository_poll_secs``; ``explicit``,

@@ -8,7 +8,7 @@ same row sent to ``/predict`` in a batch of the same composition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +18,9 @@ from service.errors import InvalidInputError, ServiceError
 from service.runtime import LoadedModel
 from service.scoring.errors import ScoringInputError
 from service.scoring.sources import RowSource
+
+ResultSink = Callable[[int, np.ndarray], None]
+"""Receives ``(first_row, outputs)`` for each scored run of rows."""
 
 
 def batch_bounds(rows: int, batch_size: int, start: int = 0) -> Iterator[tuple[int, int]]:
@@ -68,11 +71,7 @@ class BatchScorer:
         Raises:
             ScoringInputError: an output name the model does not have.
         """
-        names = list(model.contract.output_names)
-        if output_name is None:
-            output_name = names[0]
-        if output_name not in names:
-            raise ScoringInputError(f"--output-name: expected one of {names}, received {output_name!r}")
+        output_name = pick_output(model.contract, output_name)
         return cls(model=model, output_name=output_name,
                    limits=InputLimits(allow_non_finite=allow_non_finite))
 
@@ -93,6 +92,20 @@ class BatchScorer:
             raise type(err)(f"rows {first_row}..{first_row + len(batch) - 1}: {err.message}",
                             **err.details) from err
         return self.model.run(valid)[self.output_name]
+
+
+def pick_output(contract: InputContract, output_name: str | None) -> str:
+    """``output_name``, or the first graph output when None.
+
+    Raises:
+        ScoringInputError: an output name the model does not have.
+    """
+    names = list(contract.output_names)
+    if output_name is None:
+        return names[0]
+    if output_name not in names:
+        raise ScoringInputError(f"--output-name: expected one of {names}, received {output_name!r}")
+    return output_name
 
 
 def find_service_error(error: BaseException) -> ServiceError | None:
