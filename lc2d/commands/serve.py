@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(err.message) from err
     plane = app.state.dataplane
     for item in plane.all_models():
-        state = f"providers {item.model.providers}" if item.model else f"NOT READY: {item.error}"
-        print(f"lc2d serve: {item.name} version {item.version} from {item.source.path}: {state}", flush=True)
+        state = f"providers {item.model.providers}" if item.model else f"NOT READY: {item.reason}"
+        print(f"lc2d serve: {item.name} version {item.version} from {item.path}: {state}", flush=True)
     print(f"lc2d serve: http://{settings.host}:{settings.port} (docs at /docs, default model "
           f"{plane.default_model!r}, pid {os.getpid()})", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,

@@ -29,10 +29,9 @@ from ray.data.block import BlockAccessor, BlockMetadata
 
 from service.errors import ServiceError
 from service.runtime import load_model
-from service.scoring.scorer import BatchScorer, batch_bounds, find_service_error
+from service.scoring.scorer import BatchScorer, ResultSink, batch_bounds, find_service_error
 from service.scoring.sources import RowSource
 
-ResultSink = Callable[[int, np.ndarray], None]
 ERROR_COLUMN = "service_error"
 READ_TASKS_PER_ACTOR = 4
 

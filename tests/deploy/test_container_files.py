@@ -107,7 +107,7 @@ def test_healthcheck_path_is_the_readiness_route_of_the_app(serve_stage: cf.Stag
     from service.settings import ServeSettings
 
     path = _healthcheck_url(serve_stage).group("path")
-    app = create_app(ServeSettings(model_repository=Path("/models")), served=[])
+    app = create_app(ServeSettings(model_repository=Path("/models")), load_models=False)
     assert "get" in app.openapi()["paths"].get(path, {}), f"{path} is not a GET route of the app"
     with TestClient(app) as client:  # no model loaded: the readiness route must say "not ready"
         answer = client.get(path)
