@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.contract import InputContract
+from service.contract import NO_LIMITS, InputContract, InputLimits
 from service.errors import InvalidInputError, ServiceError
 from service.runtime import LoadedModel
 from service.scoring.errors import ScoringInputError
@@ -53,12 +53,15 @@ class BatchScorer:
     """Validates and runs batches of one model, keeping one of its outputs.
 
     Attributes:
-        model: the loaded model (its contract carries the serving limits).
+        model: the loaded model.
         output_name: the graph output to keep.
+        limits: what each batch is checked against besides the contract (the NaN/Inf policy;
+            scoring sets no batch-size limit).
     """
 
     model: LoadedModel
     output_name: str
+    limits: InputLimits = NO_LIMITS
 
     @classmethod
     def for_model(cls, model: LoadedModel, output_name: str | None = None,
@@ -69,8 +72,8 @@ class BatchScorer:
             ScoringInputError: an output name the model does not have.
         """
         output_name = pick_output(model.contract, output_name)
-        model.contract = model.contract.with_limits(allow_non_finite=allow_non_finite)
-        return cls(model=model, output_name=output_name)
+        return cls(model=model, output_name=output_name,
+                   limits=InputLimits(allow_non_finite=allow_non_finite))
 
     def score(self, batch: np.ndarray, first_row: int = 0) -> np.ndarray:
         """Validates ``batch`` as ``/predict`` does and returns the kept output.
@@ -84,7 +87,7 @@ class BatchScorer:
             InferenceFailedError: ONNX Runtime failed.
         """
         try:
-            valid = self.model.contract.validate_batch(batch)
+            valid = self.model.contract.validate_batch(batch, self.limits)
         except InvalidInputError as err:
             raise type(err)(f"rows {first_row}..{first_row + len(batch) - 1}: {err.message}",
                             **err.details) from err
