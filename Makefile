@@ -8,7 +8,7 @@ MODEL_REPOSITORY := artifacts/models
 DEFAULT_MODEL := $(MODEL_REPOSITORY)/digits/1/model.onnx
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint typecheck model bench container-check clean
+.PHONY: serve test lint typecheck model bench container-check grpc-stubs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ test: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/lc2d bench
+
+# regenerate service/grpc/inference_pb2*.py(i) after editing service/grpc/inference.proto
+grpc-stubs: $(VENV)/.installed-dev
+	$(BIN)/python scripts/generate_grpc_stubs.py
 
 container-check:
 	bash scripts/container-check.sh

@@ -211,13 +211,18 @@ CLIENTS: dict[str, type[RawConnection] | type[StdlibConnection]] = {
     "raw": RawConnection, "http.client": StdlibConnection}
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class Server:
     def __init__(self, model: Path, extra: list[str]) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port, self.grpc_port = _free_port(), _free_port()
         command = [sys.executable, "-m", "lc2d", "serve", "--model", str(model), "--host", "127.0.0.1",
-                   "--port", str(self.port), "--log-level", "warning", "--max-queue", "100000", *extra]
+                   "--port", str(self.port), "--grpc-port", str(self.grpc_port), "--log-level", "warning",
+                   "--max-queue", "100000", *extra]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60

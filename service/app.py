@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +26,7 @@ from service.api.bodies import error_response, json_response
 from service.api.fastpath import InferenceDispatch
 from service.dataplane import SERVER_VERSION, DataPlane, ServedModel, load_served_models
 from service.errors import ServiceError
+from service.grpc.server import GrpcServer
 from service.metrics import CONTENT_TYPE, ServiceMetrics
 from service.repository import ModelSource, discover_repository, sources_from_files
 from service.settings import ServeSettings
@@ -40,15 +42,20 @@ def model_sources(settings: ServeSettings) -> list[ModelSource]:
     return sources
 
 
-def create_app(settings: ServeSettings, served: Sequence[ServedModel] | None = None) -> FastAPI:
+def create_app(settings: ServeSettings, served: Sequence[ServedModel] | None = None, *,
+               serve_grpc: bool = False) -> FastAPI:
     """Builds the service.
 
     Args:
         settings: server settings.
         served: already loaded models; loaded from ``settings`` when omitted.
+        serve_grpc: also serve gRPC on ``settings.grpc_port`` (unless 0) from the lifespan, in
+            the same event loop; ``lc2d serve`` asks for it, in-process test apps do not.
 
     Returns:
-        The FastAPI app; its lifespan starts the batchers and, on shutdown, drains them.
+        The FastAPI app; its lifespan starts the batchers (and the gRPC server) and, on
+        shutdown, drains them: gRPC refuses new calls while the calls in flight and the queued
+        requests finish.
 
     Raises:
         ModelLoadError, ProviderUnavailableError: a ``--model`` file failed to load.
@@ -58,11 +65,20 @@ def create_app(settings: ServeSettings, served: Sequence[ServedModel] | None = N
     metrics = ServiceMetrics()
     plane = DataPlane(served, settings, metrics)
 
+    grpc_server = GrpcServer(plane, settings.host, settings.grpc_port) \
+        if serve_grpc and settings.grpc_port else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await plane.start()
+        if grpc_server is not None:
+            await grpc_server.start()
         yield
-        await plane.stop()
+        if grpc_server is None:
+            await plane.stop()
+            return
+        # both at once: calls in flight wait on the batchers that plane.stop() finishes
+        await asyncio.gather(grpc_server.stop(settings.request_timeout_ms / 1000.0), plane.stop())
 
     app = FastAPI(title="lc2d-serve", version=SERVER_VERSION, lifespan=lifespan,
                   description="LocallyConnected2D models exported to ONNX, served by ONNX Runtime "

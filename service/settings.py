@@ -35,6 +35,10 @@ class ServeSettings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     """TCP port (0 picks a free one)."""
 
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
+    """TCP port of the gRPC server (Open Inference Protocol + grpc.health.v1), on the same host;
+    0 disables gRPC."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``auto``: CUDA when onnxruntime-gpu sees a GPU, else CPU; ``cuda`` fails without one."""
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from lc2d.errors import UsageError
 
-HELP = "Serve exported .onnx models over HTTP (TensorFlow Serving REST and Open Inference Protocol)."
+HELP = ("Serve exported .onnx models over HTTP (TensorFlow Serving REST, Open Inference Protocol) "
+        "and gRPC (Open Inference Protocol).")
 
 # CLI option -> settings field; every one is also the environment variable LC2D_<FIELD>.
-_OPTIONS = ("model", "model_repository", "default_model", "host", "port", "device", "max_batch_size",
-            "max_delay_ms", "max_queue", "threads", "request_timeout_ms", "max_body_bytes", "log_level")
+_OPTIONS = ("model", "model_repository", "default_model", "host", "port", "grpc_port", "device",
+            "max_batch_size", "max_delay_ms", "max_queue", "threads", "request_timeout_ms", "max_body_bytes",
+            "log_level")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--default-model", metavar="NAME", help="the model POST /predict uses")
     add("--host", help="interface to listen on (default 127.0.0.1)")
     add("--port", type=int, help="TCP port (default 8000)")
+    add("--grpc-port", type=int, metavar="PORT",
+        help="gRPC port (Open Inference Protocol and grpc.health.v1; default 8001, 0 disables)")
     add("--device", choices=("auto", "cpu", "cuda"), help="execution provider choice (default auto)")
     add("--max-batch-size", type=int, metavar="N", help="most instances per run and per request (default 64)")
     add("--max-delay-ms", type=float, metavar="T", help="longest wait for a batch to fill (default 0)")
@@ -58,14 +62,15 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        app = create_app(settings)
+        app = create_app(settings, serve_grpc=True)
     except ServiceError as err:
         raise UsageError(err.message) from err
     plane = app.state.dataplane
     for item in plane.all_models():
         state = f"providers {item.model.providers}" if item.model else f"NOT READY: {item.error}"
         print(f"lc2d serve: {item.name} version {item.version} from {item.source.path}: {state}", flush=True)
-    print(f"lc2d serve: http://{settings.host}:{settings.port} (docs at /docs, default model "
+    grpc = f", gRPC on {settings.host}:{settings.grpc_port}" if settings.grpc_port else ", gRPC off"
+    print(f"lc2d serve: http://{settings.host}:{settings.port} (docs at /docs{grpc}, default model "
           f"{plane.default_model!r}, pid {os.getpid()})", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=max(1, int(settings.request_timeout_ms // 1000)))
