@@ -185,10 +185,10 @@ class OnnxExport:
 
 
 def export_onnx(reference: Any, strategy: str, workdir: Path) -> OnnxExport:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
 
     path = workdir / f"{strategy}.onnx"
-    report = to_onnx(reference, path, lowering=strategy, check=False)
+    report = to_onnx(reference, path, ExportOptions(policy=strategy, check=False))
     chosen = {layer["name"]: layer["lowering"] for layer in report.layers}
     details = {"lowerings": chosen, "onnx_mib": round(report.size_bytes / 2**20, 2), "nodes": report.nodes}
     if strategy == "auto":
@@ -318,12 +318,12 @@ class Suite:
     def measure_onnx(self, workload: Workload, reference: Any, inputs: dict[int, np.ndarray],
                      expected: dict[int, np.ndarray], costs: dict[int, Any]) -> None:
         """Every ONNX lowering (and ``auto``, ``int8``): exported, then timed side by side per batch."""
-        from export.lowerings import LC_STRATEGIES, QUANTIZED_STRATEGIES
+        from export.lowerings import AUTO_POLICY, FLOAT_STRATEGIES, QUANTIZED_STRATEGIES
 
         workdir = Path(tempfile.mkdtemp(prefix="lc2d-bench-"))
         try:
             exports: list[tuple[str, OnnxExport | tuple[str, str], float]] = []
-            for strategy in (*LC_STRATEGIES, "auto", *QUANTIZED_STRATEGIES):
+            for strategy in (*FLOAT_STRATEGIES, AUTO_POLICY, *QUANTIZED_STRATEGIES):
                 started = time.perf_counter()
                 made: OnnxExport | tuple[str, str]
                 try:

@@ -1,11 +1,12 @@
-"""``auto`` lowering: time every feasible lowering of each LocallyConnected2D, keep the best.
+"""The ``auto`` policy: time every candidate strategy of each LocallyConnected2D, keep the best.
 
 The layer's documentation recommends benchmarking its implementations; here each candidate is
 lowered alone into a one-layer ONNX model and timed in ONNX Runtime on the chosen provider
 (median of a few runs after a warm-up) at a small and a large batch, because the fastest
-lowering at batch 1 is often not the fastest at batch 64. The choice minimises the worst
-slowdown against the best candidate over those batches. ``dense`` is a candidate only within
-the dense budget.
+strategy at batch 1 is often not the fastest at batch 64. The choice minimises the worst
+slowdown against the best candidate over those batches. The candidates are the registry's
+(:func:`export.lowerings.auto_candidates`: float strategies whose feasibility rule accepts the
+layer, e.g. ``dense`` only within the dense budget).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from export.lowerings import LC_STRATEGIES, find_lowering
+from export.lowerings import STRATEGIES, auto_candidates
 from export.lowerings.base import LoweringContext, Tensor
-from export.lowerings.locally_connected import dense_kernel_bytes, geometry_of
+from export.lowerings.locally_connected import geometry_of
 from export.runtime import make_session
 
 DEFAULT_AUTO_BATCHES = (1, 64)
@@ -31,24 +32,16 @@ TIME_BUDGET_S = 2.0  # per candidate and batch, after the warm-up run
 
 @dataclass(frozen=True)
 class AutoChoice:
-    """The chosen lowering of one layer and each candidate's median time (ms) per batch size."""
+    """The chosen strategy of one layer and each candidate's median time (ms) per batch size."""
 
     strategy: str
     timings_ms: dict[str, dict[str, float]]
 
 
-def feasible_strategies(layer: Any, ctx: LoweringContext) -> list[str]:
-    """The lowerings worth timing: all but ``dense`` when its kernel is over the budget."""
-    over = dense_kernel_bytes(geometry_of(layer)) > ctx.dense_budget_bytes
-    return [s for s in LC_STRATEGIES if not (s == "dense" and over)]
-
-
 def single_layer_model(layer: Any, strategy: str, ctx: LoweringContext) -> onnx.ModelProto:
     """A one-layer ONNX model computing ``layer`` with ``strategy`` from an input named ``x``."""
     geo = geometry_of(layer)
-    lowering = find_lowering(type(layer).__name__, strategy)
-    assert lowering is not None
-    lowered = lowering(layer, Tensor("x", geo.input_shape()), ctx)
+    lowered = STRATEGIES[strategy].lowering(layer, Tensor("x", geo.input_shape()), ctx)
     graph = helper.make_graph(
         lowered.nodes, f"{layer.name}_{strategy}",
         [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", *geo.input_shape()])],
@@ -82,17 +75,17 @@ def time_model(model: onnx.ModelProto, input_shape: tuple[int, ...], provider: s
     return medians
 
 
-def choose_lowering(layer: Any, ctx: LoweringContext, provider: str,
+def choose_strategy(layer: Any, ctx: LoweringContext, provider: str,
                     batches: tuple[int, ...] = DEFAULT_AUTO_BATCHES,
                     repeats: int = DEFAULT_AUTO_REPEATS) -> AutoChoice:
-    """Time each feasible lowering of ``layer`` per batch size and keep the best overall.
+    """Time each candidate strategy of ``layer`` per batch size and keep the best overall.
 
     The choice minimises the worst ratio, over the batch sizes, of a candidate's time to the
     best candidate's time at that batch size.
     """
     shape = geometry_of(layer).input_shape()
     timings = {s: time_model(single_layer_model(layer, s, ctx), shape, provider, batches, repeats)
-               for s in feasible_strategies(layer, ctx)}
+               for s in auto_candidates(layer, ctx)}
     return AutoChoice(least_worst_slowdown(timings), timings)
 
 

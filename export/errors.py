@@ -19,17 +19,16 @@ class ExportError(ValueError):
 class UnsupportedLayersError(ExportError):
     """One or more layers have no lowering; lists all of them at once."""
 
-    def __init__(self, problems: Sequence[tuple[str, str, str]]) -> None:
+    def __init__(self, problems: Sequence[tuple[str, str, str]], supported: Sequence[str]) -> None:
         self.problems = list(problems)
         lines = [f"  - {name} ({kind}): {why}" for name, kind, why in self.problems]
         super().__init__(
             f"Cannot export {len(self.problems)} layer(s). Expected layers with an ONNX lowering "
-            "(LocallyConnected2D, Conv2D, MaxPooling2D, AveragePooling2D, Dense, Flatten, Reshape, "
-            "Dropout, Activation, ReLU, BatchNormalization, ...). Received:\n" + "\n".join(lines))
+            f"({', '.join(supported)}). Received:\n" + "\n".join(lines))
 
 
 class DenseKernelTooLargeError(ExportError):
-    """A ``dense`` lowering whose kernel would exceed the memory budget."""
+    """The ``dense`` strategy's refusal: its kernel would exceed the dense budget."""
 
     def __init__(self, layer: str, kernel_bytes: int, budget_bytes: int) -> None:
         self.layer, self.kernel_bytes, self.budget_bytes = layer, kernel_bytes, budget_bytes

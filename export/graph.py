@@ -16,6 +16,7 @@ from onnx import helper
 from export.errors import ExportError, UnsupportedLayersError
 from export.lowerings import STANDARD, find_lowering
 from export.lowerings.base import Lowered, LoweringContext, Tensor, UnsupportedLayer
+from export.lowerings.registry import SUPPORTED_LAYER_TYPES
 
 BATCH_AXIS = "batch"
 PRODUCER = "lc2d-serve"
@@ -132,7 +133,7 @@ def lower_model(walk: ModelWalk, lc_strategies: dict[str, str], ctx: LoweringCon
         initializers += lowered.initializers
         layers.append(LoweredLayer(step.layer.name, step.type_name, strategy, len(lowered.nodes)))
     if problems:
-        raise UnsupportedLayersError(problems)
+        raise UnsupportedLayersError(problems, SUPPORTED_LAYER_TYPES)
     outputs, extra = _graph_outputs(walk, tensors)
     graph = helper.make_graph(
         nodes + extra, "main",

@@ -23,13 +23,13 @@ class LayerRecord:
 
     name: str
     implementation: int
-    lowering: str
+    strategy: str
     nodes: int
-    timings_ms: dict[str, dict[str, float]] | None = None  # lowering -> batch size -> median ms
+    timings_ms: dict[str, dict[str, float]] | None = None  # strategy -> batch size -> median ms
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {"name": self.name, "implementation": self.implementation,
-                                  "lowering": self.lowering, "nodes": self.nodes}
+                                  "lowering": self.strategy, "nodes": self.nodes}
         if self.timings_ms is not None:
             record["timings_ms"] = self.timings_ms
         return record
@@ -46,7 +46,7 @@ class ModelDescription:
     output_names: list[str]
     labels: list[str] | None
     layers: list[LayerRecord]
-    requested_lowering: str
+    policy: str
     opset: int
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -76,7 +76,7 @@ def metadata_props(desc: ModelDescription, parity_error: float | None) -> dict[s
         "lc2d.layers": json.dumps([layer.to_json() for layer in desc.layers]),
         "lc2d.versions": json.dumps(library_versions()),
         "lc2d.parity_max_rel_error": "null" if parity_error is None else f"{parity_error:.3e}",
-        "lc2d.lowering_requested": desc.requested_lowering,
+        "lc2d.lowering_requested": desc.policy,
         "lc2d.opset": str(desc.opset),
         **desc.extra,
     }

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from export.errors import ExportError
-
-DEFAULT_PROVIDER = "CPUExecutionProvider"
+from export.options import DEFAULT_PROVIDER
 
 
 def make_session(model: str | bytes, provider: str = DEFAULT_PROVIDER) -> Any:

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from lc2d.errors import UsageError
 
@@ -36,10 +37,17 @@ def _available_verbs() -> dict[str, object]:
     return modules
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``lc2d VERB: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lc2d", description="Train, export and serve LocallyConnected2D models.")
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=OneLineParser)
     for verb, module in _available_verbs().items():
         verb_parser = sub.add_parser(verb, help=module.HELP, description=module.HELP)  # type: ignore[attr-defined]
         module.add_arguments(verb_parser)  # type: ignore[attr-defined]

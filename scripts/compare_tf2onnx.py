@@ -58,7 +58,7 @@ def main() -> int:
     import tensorflow as tf
     import tf2onnx
 
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models.builders import seed_example
 
     model = seed_example(implementation=1)
@@ -67,7 +67,7 @@ def main() -> int:
     ours_path, theirs_path = workdir / "lc2d.onnx", workdir / "tf2onnx.onnx"
 
     start = time.perf_counter()
-    report = to_onnx(model, ours_path, opset=args.opset)
+    report = to_onnx(model, ours_path, ExportOptions(opset=args.opset))
     ours_s = time.perf_counter() - start
 
     spec = (tf.TensorSpec((None, 32, 32, 3), tf.float32, name="input"),)

@@ -39,10 +39,10 @@ def run(path: Path, x: np.ndarray, batch: int = 64) -> np.ndarray:
 
 
 def exported(model: Any, folder: Path, lowering: str) -> Path:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
 
     path = folder / f"{model.name}_{lowering}.onnx"
-    to_onnx(model, path, lowering=lowering)  # parity-checked: 1e-4 float, 5 % int8
+    to_onnx(model, path, ExportOptions(policy=lowering))  # parity-checked: 1e-4 float, 5 % int8
     return path
 
 

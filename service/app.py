@@ -13,21 +13,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
-import numpy as np
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import tfserving, v2
-from service.api.bodies import error_response, json_response
-from service.api.fastpath import InferenceDispatch
+from service.api.fastpath import FastPathDispatch
+from service.api.routes import ROUTES
+from service.api.routing import build_router, install_error_handlers
 from service.dataplane import SERVER_VERSION, DataPlane, ServedModel, load_served_models
-from service.errors import ServiceError
 from service.grpc.server import GrpcServer
-from service.metrics import CONTENT_TYPE, ServiceMetrics
+from service.metrics import ServiceMetrics
 from service.repository import ModelSource, discover_repository, sources_from_files
 from service.settings import ServeSettings
 
@@ -86,42 +81,11 @@ def create_app(settings: ServeSettings, served: Sequence[ServedModel] | None = N
                               "format and the Open Inference Protocol (KServe v2).")
     app.state.dataplane = plane
     app.state.metrics = metrics
-    examples = _openapi_examples(plane)
-    app.include_router(tfserving.create_router(examples["predict"]))
-    app.include_router(v2.create_router(examples["infer"]))
-    _add_operations_routes(app, metrics)
-    _add_error_handlers(app)
-    app.add_middleware(InferenceDispatch, plane=plane)  # innermost: inference skips the router
+    app.include_router(build_router(ROUTES, plane))
+    install_error_handlers(app)
+    app.add_middleware(FastPathDispatch, plane=plane, routes=ROUTES)  # innermost: skips the router
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
-
-
-def _add_operations_routes(app: FastAPI, metrics: ServiceMetrics) -> None:
-    @app.get("/metrics", tags=["operations"])
-    async def prometheus_metrics() -> Response:
-        """Prometheus metrics: requests, errors, latency, batch sizes, queue depth, inferences."""
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
-
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> Response:
-        """Liveness for load balancers (same as /v2/health/live)."""
-        return json_response({"live": True})
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def service_error(_: Request, err: ServiceError) -> Response:
-        return error_response(err)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, err: RequestValidationError) -> Response:
-        return json_response({"error": f"invalid request: {err.errors()}", "code": "invalid_request"},
-                             status_code=422)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, err: HTTPException) -> Response:
-        return json_response({"error": str(err.detail), "code": "http_error"}, status_code=err.status_code,
-                             headers=dict(err.headers or {}))
 
 
 class MetricsMiddleware:
@@ -151,30 +115,3 @@ class MetricsMiddleware:
             template = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
             self.metrics.request_done(template, scope.get("method", ""), status,
                                       time.perf_counter() - started)
-
-
-def _openapi_examples(plane: DataPlane) -> dict[str, dict[str, Any]]:
-    """Request examples for /docs, shaped like the default model's input."""
-    shape: list[int] = [2, 2]
-    name = "input"
-    if plane.default_model is not None:
-        item = plane.find(plane.default_model)
-        if item.model is not None:
-            shape = [d or 1 for d in item.model.contract.instance_shape]
-            name = item.model.contract.input_name
-    instance = np.round(np.random.default_rng(0).random(shape), 3).tolist()
-    predict_schema = {"type": "object", "properties": {
-        "instances": {"type": "array", "description": "instances shaped like one model input"},
-        "inputs": {"description": "a whole batch, batch axis first (columnar format)"}}}
-    infer_body = {"inputs": [{"name": name, "shape": [1, *shape], "datatype": "FP32",
-                              "data": np.ravel(instance).tolist()}]}
-    return {
-        "predict": {"requestBody": {"required": True, "content": {
-            "application/json": {"schema": predict_schema, "examples": {
-                "one instance": {"value": {"instances": [instance]}}}},
-            "application/x-npy": {"schema": {"type": "string", "format": "binary"}}}}},
-        "infer": {"requestBody": {"required": True, "content": {
-            "application/json": {"schema": {"type": "object"}, "examples": {
-                "JSON tensor": {"value": infer_body}}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
-    }

@@ -64,7 +64,8 @@ def load_served_models(sources: Sequence[ModelSource], settings: ServeSettings) 
     for source in sources:
         try:
             model = load_model(source.path, settings.device, settings.threads,
-                               name=source.name, version=source.version, spin=settings.spin)
+                               name=source.name, version=source.version, spin=settings.spin,
+                               fp16=settings.tensorrt_fp16)
         except ServiceError as err:
             if source.required or err.code == "provider_unavailable":
                 raise
@@ -111,6 +112,7 @@ class DataPlane:
             self.metrics.model_ready(item.name, item.version, item.model is not None)
             if item.model is None:
                 continue
+            self.metrics.provider_in_use(item.name, item.version, item.model.providers[0])
             item.batcher = DynamicBatcher(
                 item.model.run, max_batch_size=self.settings.max_batch_size,
                 max_delay_s=self.settings.max_delay_ms / 1000.0, max_queue=self.settings.max_queue,

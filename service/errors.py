@@ -1,8 +1,8 @@
 """Errors a client or an operator can meet, each carrying its HTTP status.
 
-Every error the service raises on purpose is a :class:`ServiceError`. One exception handler in
-``service.app`` turns it into a JSON body ``{"error": message, "code": ..., ...details}`` with
-``status_code``; the ``error`` key is what the Open Inference Protocol (and ``tritonclient``)
+Every error the service raises on purpose is a :class:`ServiceError`. ``service.api.routing``
+turns it into a JSON body ``{"error": message, "code": ..., ...details}`` with ``status_code``
+(the only place that does); the ``error`` key is what the Open Inference Protocol (and ``tritonclient``)
 reads. Batch scoring and the CLI reuse the same classes and map them to exit codes.
 """
 
@@ -130,6 +130,25 @@ class ModelNotFoundError(ServiceError):
     status_code = 404
     code = "model_not_found"
     exit_code = 2
+
+
+class InvalidRequestFieldsError(ServiceError):
+    """FastAPI refused a request parameter before the endpoint ran."""
+
+    status_code = 422
+    code = "invalid_request"
+    exit_code = 2
+
+
+class HTTPRouteError(ServiceError):
+    """The router refused the request: no such path (404), or not with this method (405)."""
+
+    code = "http_error"
+    exit_code = 2
+
+    def __init__(self, message: str, status_code: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.status_code = status_code
 
 
 # --- 5xx: the server cannot answer now ---------------------------------------------------------------

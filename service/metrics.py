@@ -55,6 +55,9 @@ class ServiceMetrics:
                                       ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.ready = Gauge("lc2d_model_ready", "1 when the model version can serve.",
                            ["model", "version"], registry=self.registry)
+        self.provider = Gauge("lc2d_model_provider", "1 for the execution provider a model version runs on "
+                              "(its session's first provider).", ["model", "version", "provider"],
+                              registry=self.registry)
 
     def batch_observer(self, model: str, version: str) -> _ModelBatchObserver:
         """The batcher observer of one model version."""
@@ -81,6 +84,9 @@ class ServiceMetrics:
 
     def model_ready(self, model: str, version: str, ready: bool) -> None:
         self.ready.labels(model=model, version=version).set(1 if ready else 0)
+
+    def provider_in_use(self, model: str, version: str, provider: str) -> None:
+        self.provider.labels(model=model, version=version, provider=provider).set(1)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

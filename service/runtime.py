@@ -14,50 +14,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from service.contract import SUPPORTED_INPUT_DTYPES, InputContract
-from service.errors import InferenceFailedError, ModelLoadError, ProviderUnavailableError
-
-Device = Literal["auto", "cpu", "cuda"]
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
+from service.errors import InferenceFailedError, ModelLoadError
+from service.providers import CUDA, TENSORRT, plan_providers
 
 logger = logging.getLogger("lc2d.service")
-
-
-def select_providers(device: str, available: list[str] | None = None) -> list[str]:
-    """Chooses ONNX Runtime execution providers for a device setting.
-
-    Args:
-        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
-        available: providers this ONNX Runtime build offers; defaults to
-            ``onnxruntime.get_available_providers()``.
-
-    Returns:
-        Providers in priority order, always ending with the CPU provider.
-
-    Raises:
-        ValueError: for an unknown device name.
-        ProviderUnavailableError: ``"cuda"`` when this build has no CUDA provider.
-    """
-    if device not in DEVICES:
-        raise ValueError(f"expected device to be one of {list(DEVICES)}, received {device!r}")
-    if available is None:
-        import onnxruntime
-
-        available = list(onnxruntime.get_available_providers())
-    has_cuda = CUDA in available
-    if device == "cuda" and not has_cuda:
-        raise ProviderUnavailableError(
-            f"--device cuda needs {CUDA}, but this onnxruntime offers only {available}; "
-            "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use --device auto/cpu")
-    if device == "cpu" or not has_cuda:
-        return [CPU]
-    return [CUDA, CPU]
 
 
 @dataclass
@@ -71,6 +36,9 @@ class LoadedModel:
         contract: what one instance must look like.
         providers: execution providers the session really uses, in priority order.
         session: the ``onnxruntime.InferenceSession``.
+        output_device: where outputs are bound with ONNX Runtime I/O binding (``"cuda"`` when
+            the session runs on a GPU: the batch is copied to the device once and every output
+            read back once, without ORT's per-run feed/fetch copies); None runs plainly.
     """
 
     name: str
@@ -79,6 +47,7 @@ class LoadedModel:
     contract: InputContract
     providers: list[str]
     session: Any
+    output_device: str | None = None
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Runs one already validated float32 batch.
@@ -94,20 +63,34 @@ class LoadedModel:
         """
         names = list(self.contract.output_names)
         try:
-            values = self.session.run(names, {self.contract.input_name: batch})
+            if self.output_device is None:
+                values = self.session.run(names, {self.contract.input_name: batch})
+            else:
+                values = self._run_bound(names, batch, self.output_device)
         except Exception as err:  # ORT raises its own exception types; wrap them all
             raise InferenceFailedError(f"model {self.name!r} failed to run a batch of "
                                        f"{len(batch)}: {err}") from err
         return dict(zip(names, values, strict=True))
 
+    def _run_bound(self, names: list[str], batch: np.ndarray, device: str) -> list[np.ndarray]:
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.contract.input_name, np.ascontiguousarray(batch))
+        for name in names:
+            binding.bind_output(name, device)
+        self.session.run_with_iobinding(binding)
+        values: list[np.ndarray] = binding.copy_outputs_to_cpu()
+        return values
+
 
 def load_model(path: str | Path, device: str = "auto", threads: int | None = None,
-               *, name: str | None = None, version: str = "1", spin: bool = True) -> LoadedModel:
+               *, name: str | None = None, version: str = "1", spin: bool = True,
+               fp16: bool = False) -> LoadedModel:
     """Loads an ``.onnx`` file into an ONNX Runtime session.
 
     Args:
         path: the model file.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :func:`select_providers`).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"tensorrt"`` (see
+            :func:`service.providers.plan_providers`).
         threads: intra-op threads; ``None`` lets ONNX Runtime decide.
         name: the served name; defaults to the file's stem (the parent's parent directory in a
             repository is passed explicitly by the caller).
@@ -116,6 +99,7 @@ def load_model(path: str | Path, device: str = "auto", threads: int | None = Non
             when it ends (``session.force_spinning_stop``). ONNX Runtime's default keeps them
             spinning after the run, which takes the CPU from the server's own work on a small
             machine. ``False``: they never spin.
+        fp16: with ``device="tensorrt"``, let TensorRT build fp16 engines.
 
     Returns:
         The loaded model.
@@ -123,14 +107,14 @@ def load_model(path: str | Path, device: str = "auto", threads: int | None = Non
     Raises:
         ModelLoadError: file missing, unreadable, not ONNX, or with an input the service cannot
             serve (not exactly one float32 input).
-        ProviderUnavailableError: ``device="cuda"`` without a usable CUDA provider.
+        ProviderUnavailableError: ``device="cuda"``/``"tensorrt"`` without that provider in use.
     """
     import onnxruntime
 
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"model file {str(path)!r} does not exist", path=str(path))
-    providers = select_providers(device)
+    plan = plan_providers(device, path, fp16=fp16)
     options = onnxruntime.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
@@ -140,18 +124,21 @@ def load_model(path: str | Path, device: str = "auto", threads: int | None = Non
     else:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=plan.providers)
     except Exception as err:  # ORT reports corrupt files with several exception types
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(f"model file {str(path)!r} is not a loadable ONNX model: {reason}",
                              path=str(path)) from err
     used = list(session.get_providers())
-    if device == "cuda" and CUDA not in used:
-        raise ProviderUnavailableError(
-            f"--device cuda: onnxruntime could not start {CUDA} (no usable GPU?); providers in use: {used}")
+    plan.check_in_use(used)
     contract = InputContract.from_session(session)
     if contract.dtype not in SUPPORTED_INPUT_DTYPES:
         raise ModelLoadError(f"model {str(path)!r} takes {contract.dtype} input, expected one of "
                              f"{list(SUPPORTED_INPUT_DTYPES)}", path=str(path))
     return LoadedModel(name=name or path.stem, version=version, path=path, contract=contract,
-                       providers=used, session=session)
+                       providers=used, session=session, output_device=_output_device(used))
+
+
+def _output_device(used: list[str]) -> str | None:
+    """``"cuda"`` when the session's first provider computes on an NVIDIA GPU, else None."""
+    return "cuda" if used and used[0] in (CUDA, TENSORRT) else None

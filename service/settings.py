@@ -1,6 +1,8 @@
 """Settings of ``lc2d serve``: every field is also the environment variable ``LC2D_<FIELD>``.
 
-Command-line options override environment variables, which override the defaults below.
+Command-line options override environment variables, which override the defaults below. The
+options of ``lc2d serve`` are generated from these fields (``lc2d/options.py``): adding a server
+option is adding a field here, with a docstring under it (its ``--help`` text).
 
 Example:
     $ LC2D_MAX_BATCH_SIZE=32 LC2D_DEVICE=cpu lc2d serve --model model.onnx
@@ -14,11 +16,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.providers import Device
+
 
 class ServeSettings(BaseSettings):
     """Everything the inference service can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="LC2D_", extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(env_prefix="LC2D_", extra="ignore", protected_namespaces=(),
+                                      use_attribute_docstrings=True)
 
     model: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     """ONNX files served under their stem name (version 1). Env: comma-separated paths."""
@@ -36,11 +41,16 @@ class ServeSettings(BaseSettings):
     """TCP port (0 picks a free one)."""
 
     grpc_port: int = Field(default=8001, ge=0, le=65535)
-    """TCP port of the gRPC server (Open Inference Protocol + grpc.health.v1), on the same host;
+    """TCP port of the gRPC server (Open Inference Protocol and grpc.health.v1) on the same host;
     0 disables gRPC."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """``auto``: CUDA when onnxruntime-gpu sees a GPU, else CPU; ``cuda`` fails without one."""
+    device: Device = "auto"
+    """``auto``: CUDA when onnxruntime-gpu sees a GPU, else CPU; ``cuda`` and ``tensorrt`` fail
+    without their provider (TensorRT falls back to CUDA, then CPU, per operator)."""
+
+    tensorrt_fp16: bool = False
+    """With ``--device tensorrt``: let TensorRT build fp16 engines (cached in ``trt_cache/``
+    beside each model file)."""
 
     threads: int | None = Field(default=None, ge=1)
     """ONNX Runtime intra-op threads per model; unset lets ONNX Runtime decide."""

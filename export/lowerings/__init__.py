@@ -1,11 +1,21 @@
-"""Lowerings of Keras layers to ONNX, in one table keyed by (layer type, strategy)."""
+"""Lowerings of Keras layers to ONNX, in one table of strategies (see ``registry``)."""
 
 from export.lowerings.registry import (
-    LC_STRATEGIES,
+    AUTO_POLICY,
+    FLOAT_STRATEGIES,
+    IMPLEMENTATION_POLICY,
     LOWERINGS,
+    POLICIES,
     QUANTIZED_STRATEGIES,
     STANDARD,
+    STRATEGIES,
+    Strategy,
+    auto_candidates,
     find_lowering,
+    require_feasible,
+    strategy_for,
 )
 
-__all__ = ["LC_STRATEGIES", "LOWERINGS", "QUANTIZED_STRATEGIES", "STANDARD", "find_lowering"]
+__all__ = ["AUTO_POLICY", "FLOAT_STRATEGIES", "IMPLEMENTATION_POLICY", "LOWERINGS", "POLICIES",
+           "QUANTIZED_STRATEGIES", "STANDARD", "STRATEGIES", "Strategy", "auto_candidates", "find_lowering",
+           "require_feasible", "strategy_for"]

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-DEFAULT_DENSE_BUDGET_BYTES = 1 << 30  # 1 GiB of float32 dense kernel
+from export.options import DEFAULT_DENSE_BUDGET_BYTES, DEFAULT_OPSET
 
 
 class UnsupportedLayer(Exception):  # noqa: N818 - a signal collected by the graph, not raised to users
@@ -34,7 +34,7 @@ class Tensor:
 class LoweringContext:
     """Options shared by every lowering of one export."""
 
-    opset: int = 20
+    opset: int = DEFAULT_OPSET
     dense_budget_bytes: int = DEFAULT_DENSE_BUDGET_BYTES
 
 

@@ -16,25 +16,28 @@ from onnx import helper
 
 from export.errors import DenseKernelTooLargeError
 from export.lowerings.base import Lowered, LoweringContext, Tensor, constant
-from export.lowerings.locally_connected import (
-    dense_kernel_bytes,
-    finish_output,
-    flatten_input,
-    geometry_of,
-    kernel_as,
-)
+from export.lowerings.locally_connected import finish_output, flatten_input, geometry_of, kernel_as
+from models.geometry import LocalGeometry
 
 
-def check_dense_budget(layer: Any, ctx: LoweringContext) -> None:
-    """Refuse a dense kernel larger than ``ctx.dense_budget_bytes``."""
+def dense_kernel_bytes(geo: LocalGeometry) -> int:
+    """Bytes of the float32 ``(input_size, output_size)`` kernel of the dense lowering."""
+    return geo.input_size * geo.output_size * 4
+
+
+def dense_budget_error(layer: Any, ctx: LoweringContext) -> DenseKernelTooLargeError | None:
+    """The dense strategy's feasibility rule: its kernel must fit ``ctx.dense_budget_bytes``."""
     size = dense_kernel_bytes(geometry_of(layer))
     if size > ctx.dense_budget_bytes:
-        raise DenseKernelTooLargeError(layer.name, size, ctx.dense_budget_bytes)
+        return DenseKernelTooLargeError(layer.name, size, ctx.dense_budget_bytes)
+    return None
 
 
 def lower_locally_connected_dense(layer: Any, x: Tensor, ctx: LoweringContext) -> Lowered:
     """Lower a LocallyConnected2D with the ``dense`` strategy (see the module docstring)."""
-    check_dense_budget(layer, ctx)
+    refusal = dense_budget_error(layer, ctx)
+    if refusal is not None:  # the same rule as the registry's, for direct calls
+        raise refusal
     geo = geometry_of(layer)
     name = layer.name
     flat = flatten_input(x, geo, name, zero_slot=False)

@@ -67,11 +67,6 @@ def output_bias(layer: Any) -> np.ndarray:
     return to_numpy(layer.bias).reshape(geometry_of(layer).output_shape())
 
 
-def dense_kernel_bytes(geo: LocalGeometry) -> int:
-    """Bytes of the float32 ``(input_size, output_size)`` kernel of the dense lowering."""
-    return geo.input_size * geo.output_size * 4
-
-
 def index_constant(name: str, index: np.ndarray, limit: int) -> Any:
     """Gather indices as int32 when they fit (half the memory of int64)."""
     dtype = np.int32 if limit < 2**31 else np.int64

@@ -5,35 +5,63 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from export.options import ExportOptions
 from lc2d.errors import UsageError
 
 HELP = "Export a .keras model to standard ONNX, LocallyConnected2D lowered as asked; parity-checked."
-# the same as export.LOWERING_CHOICES, kept here so that `lc2d --help` imports no TensorFlow
-LOWERINGS = ("implementation", "local", "chunked", "adaptive", "dense", "sparse", "auto", "int8")
-DEFAULT_DENSE_BUDGET_MIB = 1024
+DEFAULTS = ExportOptions()
+
+
+class RegisteredPolicies(Sequence[str]):
+    """The policies of ``export.lowerings.POLICIES``, read on first use.
+
+    argparse reads ``choices`` only to check ``--lowering`` and to print ``lc2d export --help``,
+    so ``lc2d --help`` and the other verbs never import the registry (and TensorFlow).
+    """
+
+    def _names(self) -> tuple[str, ...]:
+        from export.lowerings import POLICIES
+
+        return POLICIES
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, metavar="MODEL.keras", help="the Keras model to export")
     parser.add_argument("-o", "--output", type=Path, default=None, metavar="MODEL.onnx",
                         help="where to write the ONNX file; default: MODEL with the suffix .onnx")
-    parser.add_argument("--lowering", choices=LOWERINGS, default="implementation",
-                        help="how each LocallyConnected2D is lowered: as its implementation says "
-                             "(1 local, 2 dense, 3 sparse), one strategy for all, auto (fastest "
-                             "measured), or int8 (8-bit integer products, opt-in: changes the "
-                             "numbers, parity tolerance 5%%); default: implementation")
-    parser.add_argument("--opset", type=int, default=20, help="ONNX opset, at least 17; default: 20")
-    parser.add_argument("--no-check", action="store_true",
+    parser.add_argument("--lowering", dest="policy", choices=RegisteredPolicies(), default=DEFAULTS.policy,
+                        metavar="POLICY",
+                        help="how each LocallyConnected2D is lowered, one of %(choices)s: as its "
+                             "implementation says (1 local, 2 dense, 3 sparse), one strategy for all, "
+                             "auto (the fastest float strategy measured), or int8 (8-bit integer "
+                             "products, opt-in: changes the numbers, parity tolerance 5%%); "
+                             "default: %(default)s")
+    parser.add_argument("--opset", type=int, default=DEFAULTS.opset,
+                        help="ONNX opset, at least 17; default: %(default)s")
+    parser.add_argument("--no-check", dest="check", action="store_false",
                         help="skip the parity check (ONNX Runtime vs Keras on random inputs)")
-    parser.add_argument("--dense-budget-mib", type=float, default=DEFAULT_DENSE_BUDGET_MIB,
-                        help="largest dense kernel the dense lowering may create, in MiB; "
-                             f"default: {DEFAULT_DENSE_BUDGET_MIB}")
-    parser.add_argument("--provider", default="CPUExecutionProvider",
+    parser.add_argument("--dense-budget-mib", type=float, default=DEFAULTS.dense_budget_bytes / 2**20,
+                        help="largest dense kernel the dense strategy may create, in MiB; "
+                             "default: %(default)g")
+    parser.add_argument("--provider", default=DEFAULTS.provider,
                         help="ONNX Runtime provider for the parity check and auto timings; "
-                             "default: CPUExecutionProvider")
+                             "default: %(default)s")
     parser.add_argument("--report", type=Path, default=None, help="also write the report as JSON here")
 
 
@@ -43,12 +71,21 @@ def _check_args(args: argparse.Namespace) -> Path:
                          "(no such file)")
     if not args.model.is_file():
         raise UsageError(f"MODEL: expected a .keras file. Received: {str(args.model)!r} (not a file)")
-    if args.dense_budget_mib <= 0:
-        raise UsageError(f"--dense-budget-mib: expected a positive number. Received: {args.dense_budget_mib}")
     output: Path = args.output if args.output is not None else args.model.with_suffix(".onnx")
     if output.suffix != ".onnx":
         raise UsageError(f"--output: expected a path ending in .onnx. Received: {str(output)!r}")
     return output
+
+
+def export_options(args: argparse.Namespace) -> ExportOptions:
+    """The :class:`ExportOptions` the arguments ask for; their checks are the options' own."""
+    from export.errors import ExportError
+
+    try:
+        return ExportOptions(policy=args.policy, opset=args.opset, check=args.check, provider=args.provider,
+                             dense_budget_bytes=int(args.dense_budget_mib * 2**20))
+    except ExportError as err:
+        raise UsageError(str(err)) from err
 
 
 def _load_model(path: Path) -> Any:
@@ -66,13 +103,13 @@ def _load_model(path: Path) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     output = _check_args(args)
+    options = export_options(args)
     model = _load_model(args.model)
     from export import ExportError, ParityError, to_onnx
 
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        report = to_onnx(model, output, lowering=args.lowering, opset=args.opset, check=not args.no_check,
-                         dense_budget_bytes=int(args.dense_budget_mib * 2**20), provider=args.provider)
+        report = to_onnx(model, output, options)
     except ParityError as err:
         print(f"lc2d export: error: {err}", file=sys.stderr)
         return err.exit_code

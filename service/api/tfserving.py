@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import Response
 
 from service.api.bodies import (
     JSON,
@@ -26,42 +26,24 @@ from service.api.bodies import (
     read_body,
     require_media_type,
 )
-from service.api.deps import DataPlaneDep
+from service.api.routing import Call
 from service.contract import InputContract
 from service.dataplane import DataPlane
 from service.errors import MalformedRequestError
 
 
-def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
-    """The TensorFlow Serving routes, with request examples in the OpenAPI schema."""
-    router = APIRouter(tags=["predict (TensorFlow Serving format)"])
-    extra = openapi_extra or {}
+async def predict(call: Call) -> Response:
+    """Runs the instances (JSON) or the batch (JSON ``inputs`` or an ``.npy`` body) through the model.
 
-    @router.post("/predict", openapi_extra=extra)
-    async def predict_default(request: Request, plane: DataPlaneDep) -> Response:
-        """Predict with the default model (JSON instances or an .npy batch)."""
-        return await predict_endpoint(request, plane, None, None)
-
-    @router.post("/v1/models/{name}:predict", openapi_extra=extra)
-    async def predict_model(name: str, request: Request, plane: DataPlaneDep) -> Response:
-        """Predict with a named model, its highest ready version."""
-        return await predict_endpoint(request, plane, name, None)
-
-    @router.post("/v1/models/{name}/versions/{version}:predict", openapi_extra=extra)
-    async def predict_model_version(name: str, version: str, request: Request,
-                                    plane: DataPlaneDep) -> Response:
-        """Predict with one version of a named model."""
-        return await predict_endpoint(request, plane, name, version)
-
-    return router
-
-
-async def predict_endpoint(request: Request, plane: DataPlane, name: str | None,
-                           version: str | None) -> Response:
-    """Answers one predict request for ``name`` (the default model when None) and ``version``."""
-    item = plane.find_ready(plane.default_model if name is None else name, version)
+    ``{"instances": [...]}`` answers ``{"predictions": [...]}``, ``{"inputs": ...}`` answers
+    ``{"outputs": ...}``, both with ``"labels"`` when the model has labels. ``Accept:
+    application/x-npy`` answers the first output as ``.npy``.
+    """
+    plane = call.plane
+    item = plane.find_ready(plane.default_model if call.name is None else call.name, call.version)
     assert item.model is not None
     contract = item.model.contract
+    request = call.request
     kind = require_media_type(request, (JSON, NPY))
     answer_as = preferred_response(request)
     body = await read_body(request, plane.settings.max_body_bytes)
@@ -75,6 +57,29 @@ async def predict_endpoint(request: Request, plane: DataPlane, name: str | None,
         first = contract.output_names[0]
         return npy_response(outputs[first], headers={**headers, "X-Output-Name": first})
     return json_response(predict_answer(outputs, contract, columnar and kind == JSON), headers=headers)
+
+
+def predict_request_docs(plane: DataPlane) -> dict[str, Any]:
+    """The OpenAPI request body of ``predict``, with an instance shaped like the default model's."""
+    _, instance = example_instance(plane)
+    schema = {"type": "object", "properties": {
+        "instances": {"type": "array", "description": "instances shaped like one model input"},
+        "inputs": {"description": "a whole batch, batch axis first (columnar format)"}}}
+    return {"requestBody": {"required": True, "content": {
+        JSON: {"schema": schema, "examples": {"one instance": {"value": {"instances": [instance]}}}},
+        NPY: {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+def example_instance(plane: DataPlane) -> tuple[str, list[Any]]:
+    """The default model's input name and a random instance of its shape (for documentation)."""
+    shape: list[int] = [2, 2]
+    name = "input"
+    if plane.default_model is not None:
+        item = plane.find(plane.default_model)
+        if item.model is not None:
+            shape = [d or 1 for d in item.model.contract.instance_shape]
+            name = item.model.contract.input_name
+    return name, np.round(np.random.default_rng(0).random(shape), 3).tolist()
 
 
 def parse_predict_json(payload: Any, contract: InputContract) -> tuple[np.ndarray, bool]:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import Response
 
 from service.api.bodies import JSON, OCTET, json_response, parse_json, read_body, require_media_type
-from service.api.deps import DataPlaneDep
+from service.api.routing import Call
+from service.api.tfserving import example_instance
 from service.classification import class_count, top_classes
 from service.contract import InputContract
 from service.dataplane import DataPlane, ServedModel
@@ -30,58 +31,58 @@ NUMERIC_DATATYPES: dict[str, np.dtype[Any]] = {
         "INT64": "<i8", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8"}.items()}
 
 
-def create_router(openapi_extra: dict[str, Any] | None = None) -> APIRouter:
-    """The Open Inference Protocol routes."""
-    router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (v2)"])
-
-    @router.get("")
-    async def server_metadata(plane: DataPlaneDep) -> Response:
-        """Server name, version and protocol extensions."""
-        return json_response(plane.server_metadata())
-
-    @router.get("/health/live")
-    async def live() -> Response:
-        """200 while the process runs."""
-        return json_response({"live": True})
-
-    @router.get("/health/ready")
-    async def ready(plane: DataPlaneDep) -> Response:
-        """200 when at least one model can serve and the server is not shutting down, else 503."""
-        return json_response({"ready": plane.ready}, status_code=200 if plane.ready else 503)
-
-    @router.get("/models/{name}")
-    @router.get("/models/{name}/versions/{version}")
-    async def model_metadata(name: str, plane: DataPlaneDep, version: str | None = None) -> Response:
-        """Inputs, outputs, versions, execution providers and lc2d metadata of a model."""
-        return json_response(plane.model_metadata(name, version))
-
-    @router.get("/models/{name}/ready")
-    @router.get("/models/{name}/versions/{version}/ready")
-    async def model_ready(name: str, plane: DataPlaneDep, version: str | None = None) -> Response:
-        """200 when the model (version) can serve, 503 when it cannot, 404 when unknown."""
-        item = plane.find(name, version)
-        return json_response({"name": item.name, "version": item.version, "ready": item.ready},
-                             status_code=200 if item.ready else 503)
-
-    @router.post("/models/{name}/infer", openapi_extra=openapi_extra)
-    @router.post("/models/{name}/versions/{version}/infer", openapi_extra=openapi_extra)
-    async def infer(name: str, request: Request, plane: DataPlaneDep, version: str | None = None) -> Response:
-        """Run inference on JSON tensors or binary tensors."""
-        return await infer_endpoint(request, plane, name, version)
-
-    return router
+async def server_metadata(call: Call) -> Response:
+    """Server name, version and protocol extensions."""
+    return json_response(call.plane.server_metadata())
 
 
-async def infer_endpoint(request: Request, plane: DataPlane, name: str, version: str | None) -> Response:
-    item = plane.find_ready(name, version)
+async def live(call: Call) -> Response:
+    """200 while the process runs."""
+    return json_response({"live": True})
+
+
+async def ready(call: Call) -> Response:
+    """200 when at least one model can serve and the server is not shutting down, else 503."""
+    return json_response({"ready": call.plane.ready}, status_code=200 if call.plane.ready else 503)
+
+
+async def model_metadata(call: Call) -> Response:
+    """Inputs, outputs, versions, execution providers and lc2d metadata of a model."""
+    assert call.name is not None
+    return json_response(call.plane.model_metadata(call.name, call.version))
+
+
+async def model_ready(call: Call) -> Response:
+    """200 when the model (version) can serve, 503 when it cannot, 404 when unknown."""
+    assert call.name is not None
+    item = call.plane.find(call.name, call.version)
+    return json_response({"name": item.name, "version": item.version, "ready": item.ready},
+                         status_code=200 if item.ready else 503)
+
+
+async def infer(call: Call) -> Response:
+    """Runs inference on JSON tensors or binary tensors (``Inference-Header-Content-Length``)."""
+    assert call.name is not None
+    item = call.plane.find_ready(call.name, call.version)
     assert item.model is not None
+    request = call.request
     require_media_type(request, (JSON, OCTET))
-    body = await read_body(request, plane.settings.max_body_bytes)
+    body = await read_body(request, call.plane.settings.max_body_bytes)
     header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
     payload = parse_json(header)
     parsed = parse_infer_request(payload, binary, item.model.contract)
-    outputs = await plane.infer(item, parsed.batch)
+    outputs = await call.plane.infer(item, parsed.batch)
     return infer_response(item, outputs, parsed)
+
+
+def infer_request_docs(plane: DataPlane) -> dict[str, Any]:
+    """The OpenAPI request body of ``infer``, with a tensor shaped like the default model's input."""
+    name, instance = example_instance(plane)
+    body = {"inputs": [{"name": name, "shape": [1, *np.shape(instance)], "datatype": "FP32",
+                        "data": np.ravel(instance).tolist()}]}
+    return {"requestBody": {"required": True, "content": {
+        JSON: {"schema": {"type": "object"}, "examples": {"JSON tensor": {"value": body}}},
+        OCTET: {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from service.providers import Device
 from service.runtime import load_model
 from service.scoring.errors import ScoringInputError
 from service.scoring.local import score_local
@@ -25,42 +28,70 @@ from service.scoring.scorer import BatchScorer, check_source
 from service.scoring.sources import RowSource, open_source
 from service.scoring.writer import NpyRowWriter, WriterStats
 
-Engine = Literal["local", "ray"]
-ENGINES: tuple[str, ...] = ("local", "ray")
+EngineName = Literal["local", "ray"]
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(use_attribute_docstrings=True))
 class ScoringJob:
-    """Everything ``lc2d score`` was asked to do.
+    """Everything ``lc2d score`` was asked to do; its options are generated from these fields.
 
-    Attributes:
-        model_path: the ``.onnx`` model.
-        input_path: ``.npy``, ``.npz`` or image folder.
-        output_path: the ``.npy`` to write.
-        batch_size: rows per ONNX Runtime call.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        threads: ONNX Runtime intra-op threads (per actor with Ray); ``None``: ORT decides
-            (local) or 1 (Ray).
-        key: the ``.npz`` array to score.
-        output_name: the model output to write; ``None``: the first.
-        allow_non_finite: accept NaN / Inf inputs, as the server's setting of that name.
-        engine: ``"local"`` or ``"ray"``.
-        ray_address: the Ray cluster to join; ``None`` starts a local instance.
-        actors: Ray actor pool size.
+    Raises:
+        pydantic.ValidationError (a ValueError): a value out of range, an output that is not
+            ``.npy``, a Ray address without the Ray engine.
     """
 
     model_path: Path
+    """The .onnx model (as written by lc2d export)."""
+
     input_path: Path
+    """.npy file (read a batch at a time, any size), .npz file (see --key) or a folder of PNG/JPEG
+    images (file-name order)."""
+
     output_path: Path
-    batch_size: int = 256
-    device: str = "auto"
-    threads: int | None = None
+    """The .npy to write; OUTPUT.summary.json (and OUTPUT.order.txt for image folders) go next to it."""
+
+    batch_size: int = Field(default=256, gt=0)
+    """Rows per ONNX Runtime call; bounds memory."""
+
+    device: Device = "auto"
+    """auto (CUDA when available), cpu, cuda or tensorrt."""
+
+    threads: int | None = Field(default=None, gt=0)
+    """ONNX Runtime intra-op threads (per actor with the Ray engine, 1 there by default); unset lets
+    ONNX Runtime decide."""
+
     key: str | None = None
+    """The array of a .npz to score; optional when it holds one array."""
+
     output_name: str | None = None
+    """The model output to write; unset: the first graph output."""
+
     allow_non_finite: bool = False
-    engine: str = "local"
+    """Accept NaN and infinities (refused by default, as by the server)."""
+
+    engine: EngineName = "local"
+    """local (one process) or ray (Ray Data, actor pool)."""
+
     ray_address: str | None = None
-    actors: int = 2
+    """Ray cluster to join (e.g. ray://head:10001); unset starts a local Ray instance."""
+
+    actors: int = Field(default=2, gt=0)
+    """ONNX Runtime actors (one session each) with the Ray engine."""
+
+    @field_validator("output_path")
+    @classmethod
+    def _npy_output(cls, value: Path) -> Path:
+        if value.suffix != ".npy":
+            raise ValueError("expected a path ending in .npy")
+        return value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address_needs_ray(cls, value: str | None, info: ValidationInfo) -> str | None:
+        engine = info.data.get("engine")
+        if value is not None and engine != "ray":
+            raise ValueError(f"expected together with the ray engine, received engine {engine!r}")
+        return value
 
     @property
     def summary_path(self) -> Path:
@@ -198,14 +229,6 @@ def _run_engine(job: ScoringJob, scorer: BatchScorer, source: RowSource, sink: O
 
 
 def _check_paths(job: ScoringJob) -> None:
-    if job.engine not in ENGINES:
-        raise ScoringInputError(f"--engine: expected one of {list(ENGINES)}, received {job.engine!r}")
-    if job.output_path.suffix != ".npy":
-        raise ScoringInputError(f"-o/--output: expected a path ending in .npy, received "
-                                f"{str(job.output_path)!r}")
-    if job.batch_size <= 0 or job.actors <= 0:
-        raise ScoringInputError(f"expected a positive --batch-size and --actors, received "
-                                f"{job.batch_size} and {job.actors}")
     if job.input_path.exists() and job.output_path.resolve() == job.input_path.resolve():
         raise ScoringInputError(f"-o/--output must differ from the input, received "
                                 f"{str(job.output_path)!r} for both")

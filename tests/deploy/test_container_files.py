@@ -89,7 +89,7 @@ def test_cmd_entry_point_is_the_lc2d_console_script(serve_stage: cf.Stage, pypro
 def test_cmd_parses_as_lc2d_serve_on_all_interfaces(serve_stage: cf.Stage) -> None:
     args = _serve_args(_cmd(serve_stage))
     assert args.verb == "serve"
-    assert (args.host, args.model_repository) == ("0.0.0.0", Path("/models"))
+    assert (args.host, Path(args.model_repository)) == ("0.0.0.0", Path("/models"))  # options stay text
 
 
 def _exposed_ports(stage: cf.Stage) -> list[int]:
@@ -101,7 +101,7 @@ def _exposed_ports(stage: cf.Stage) -> list[int]:
 def test_expose_ports_match_cmd_http_and_grpc_ports_and_healthcheck_port(serve_stage: cf.Stage) -> None:
     http, grpc = _exposed_ports(serve_stage)
     args = _serve_args(_cmd(serve_stage))
-    assert (http, grpc) == (args.port, args.grpc_port)
+    assert (http, grpc) == (int(args.port), int(args.grpc_port))
     assert http == int(_healthcheck_url(serve_stage).group("port"))
 
 

@@ -25,14 +25,14 @@ def keras_predict(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
 
 
-def assert_matches_keras(model: Any, path: Path | str, x: np.ndarray) -> None:
-    """ONNX Runtime's output on ``x`` equals Keras's within ``RTOL`` of the output's scale."""
+def assert_matches_keras(model: Any, path: Path | str, x: np.ndarray, rtol: float = RTOL) -> None:
+    """ONNX Runtime's output on ``x`` equals Keras's within ``rtol`` of the output's scale."""
     expected = keras_predict(model, x)
     (actual,) = run_onnx(path, x)
     assert actual.shape == expected.shape
     scale = float(np.max(np.abs(expected)))
     assert scale > 0, "a zero output would make the comparison vacuous"
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=RTOL * scale)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
 
 
 def random_input(rng: np.random.Generator, model: Any, batch: int = 3) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,11 +33,11 @@ def test_export_unsupported_layers_are_listed_together(tmp_path: Path) -> None:
 
 
 def test_dense_lowering_over_budget_is_refused_up_front(tmp_path: Path) -> None:
-    from export import DenseKernelTooLargeError, to_onnx
+    from export import DenseKernelTooLargeError, ExportOptions, to_onnx
     from models.builders import seed_example
 
     with pytest.raises(DenseKernelTooLargeError) as caught:
-        to_onnx(seed_example(), tmp_path / "m.onnx", lowering="dense")
+        to_onnx(seed_example(), tmp_path / "m.onnx", ExportOptions(policy="dense"))
     message = str(caught.value)
     assert "'lc2'" in message and "5.38 GiB" in message and "'local' or 'sparse'" in message
     assert not (tmp_path / "m.onnx").exists()
@@ -45,36 +46,40 @@ def test_dense_lowering_over_budget_is_refused_up_front(tmp_path: Path) -> None:
 def test_deepface_l4_dense_kernel_size_is_named() -> None:
     from export.errors import DenseKernelTooLargeError
     from export.lowerings.base import LoweringContext
-    from export.lowerings.dense import check_dense_budget
+    from export.lowerings.dense import dense_budget_error
     from models.geometry import LocalGeometry
 
     # DeepFace's L4 at 152×152×3: 63×63×16 in, 9×9 window, 16 filters (no weights needed).
     geo = LocalGeometry(63, 63, 16, 16, (9, 9), (1, 1), "valid", "channels_last")
-    with pytest.raises(DenseKernelTooLargeError, match=r"'L4'.*11\.45 GiB.*'local' or 'sparse'"):
-        check_dense_budget(SimpleNamespace(name="L4", geometry=geo), LoweringContext())
+    refusal = dense_budget_error(SimpleNamespace(name="L4", geometry=geo), LoweringContext())
+    assert isinstance(refusal, DenseKernelTooLargeError)
+    assert re.search(r"'L4'.*11\.45 GiB.*'local' or 'sparse'", str(refusal))
 
 
 def test_export_parity_failure_is_reported(tmp_path: Path) -> None:
-    from export import ParityError, to_onnx
+    from export import ExportOptions, ParityError, to_onnx
     from models.builders import seed_example
 
     # Float32 sums in another order differ at ~1e-7; a 1e-15 tolerance must catch that.
     with pytest.raises(ParityError, match=r"Parity check failed on output 'lc2'.*Expected at most 1e-15"):
-        to_onnx(seed_example(), tmp_path / "m.onnx", tolerance=1e-15)
+        to_onnx(seed_example(), tmp_path / "m.onnx", ExportOptions(tolerance=1e-15))
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
-    ({"lowering": "fastest"}, "Expected one of"),
-    ({"opset": 16}, "Expected an integer from 17"),
+    ({"policy": "fastest"}, r"Expected one of \['implementation', 'local'"),
+    ({"opset": 16}, "Expected an integer of at least 17"),
+    ({"opset": 10_000}, "Expected an integer from 17 to"),
+    ({"dense_budget_bytes": 0}, "Expected a positive number of bytes"),
+    ({"parity_batch_sizes": ()}, "Expected one or more positive integers"),
     ({"provider": "NoSuchExecutionProvider"}, "is not available"),
 ])
 def test_export_bad_arguments_raise_value_error(kwargs: dict[str, object], expected: str,
                                                 tmp_path: Path) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models.builders import digits_classifier
 
     with pytest.raises(ValueError, match=expected):
-        to_onnx(digits_classifier(), tmp_path / "m.onnx", **kwargs)
+        to_onnx(digits_classifier(), tmp_path / "m.onnx", ExportOptions(**kwargs))
 
 
 def test_export_rejects_non_keras_model(tmp_path: Path) -> None:

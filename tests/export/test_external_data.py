@@ -11,12 +11,12 @@ from tests.export.onnx_checks import assert_matches_keras, random_input
 
 
 def test_export_over_threshold_writes_external_data(tmp_path: Path, export_rng: np.random.Generator) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models.builders import digits_classifier
 
     model = digits_classifier(implementation=1)
     path = tmp_path / "big.onnx"
-    report = to_onnx(model, path, external_data_threshold=64 * 1024)
+    report = to_onnx(model, path, ExportOptions(external_data_threshold=64 * 1024))
     data = tmp_path / "big.onnx.data"
     assert report.data_path == str(data) and data.stat().st_size > 64 * 1024
     assert path.stat().st_size < 64 * 1024
@@ -29,14 +29,14 @@ def test_export_over_threshold_writes_external_data(tmp_path: Path, export_rng: 
 
 
 def test_export_twice_replaces_external_data(tmp_path: Path, export_rng: np.random.Generator) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models.builders import digits_classifier
 
     path = tmp_path / "big.onnx"
-    to_onnx(digits_classifier(implementation=1), path, external_data_threshold=1)
+    to_onnx(digits_classifier(implementation=1), path, ExportOptions(external_data_threshold=1))
     first = (tmp_path / "big.onnx.data").stat().st_size
     model = digits_classifier(implementation=1)
-    to_onnx(model, path, external_data_threshold=1)
+    to_onnx(model, path, ExportOptions(external_data_threshold=1))
     assert (tmp_path / "big.onnx.data").stat().st_size == first
     assert_matches_keras(model, path, random_input(export_rng, model))
 

@@ -27,12 +27,12 @@ def normwise_error(actual: np.ndarray, expected: np.ndarray) -> float:
 @pytest.mark.parametrize("implementation", [1, 2, 3])
 def test_int8_lc_stack_is_close_to_keras_and_each_answer_is_independent_of_its_batch(
         implementation: int, data_format: str, tmp_path: Path, export_rng: np.random.Generator) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from export.parity import INT8_TOLERANCE
 
     model = lc_stack(implementation, data_format)  # valid/same, strides 1 and 2, biases, tanh
     path = tmp_path / "int8.onnx"
-    report = to_onnx(model, path, lowering="int8")
+    report = to_onnx(model, path, ExportOptions(policy="int8"))
     assert [layer["lowering"] for layer in report.layers] == ["int8"] * 4
     assert report.parity_max_rel_error is not None and 0 < report.parity_max_rel_error < INT8_TOLERANCE
     onnx.checker.check_model(str(path), full_check=True)
@@ -49,13 +49,13 @@ def test_int8_all_zero_instance_gives_exactly_the_bias(tmp_path: Path,
                                                         export_rng: np.random.Generator) -> None:
     import keras
 
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models.locally_connected import LocallyConnected2D
 
     layer = LocallyConnected2D(4, 3, padding="same", bias_initializer="random_normal", name="lc")
     model = keras.Sequential([keras.Input((6, 5, 2)), layer])
     path = tmp_path / "int8.onnx"
-    to_onnx(model, path, lowering="int8")
+    to_onnx(model, path, ExportOptions(policy="int8"))
     x = np.concatenate([np.zeros((1, 6, 5, 2), np.float32), random_input(export_rng, model, batch=1)])
     (y,) = run_onnx(path, x)
     np.testing.assert_array_equal(y[0], keras_predict(model, x[:1])[0])  # zero inputs: the bias, exactly
@@ -78,6 +78,12 @@ def test_quantize_kernel_rounds_each_row_to_half_a_step(export_rng: np.random.Ge
 
 
 def test_auto_never_chooses_int8() -> None:
-    from export.lowerings import LC_STRATEGIES, QUANTIZED_STRATEGIES
+    from export.lowerings import FLOAT_STRATEGIES, QUANTIZED_STRATEGIES, STRATEGIES, auto_candidates
+    from export.lowerings.base import LoweringContext
+    from models.locally_connected import LocallyConnected2D
 
-    assert "int8" in QUANTIZED_STRATEGIES and not set(QUANTIZED_STRATEGIES) & set(LC_STRATEGIES)
+    layer = LocallyConnected2D(2, 3, name="lc")
+    layer.build((None, 5, 5, 1))
+    assert "int8" in QUANTIZED_STRATEGIES and STRATEGIES["int8"].quantized
+    assert auto_candidates(layer, LoweringContext()) == list(FLOAT_STRATEGIES)
+    assert "int8" not in FLOAT_STRATEGIES

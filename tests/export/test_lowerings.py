@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import pytest
 
+from export.lowerings.registry import FLOAT_STRATEGIES, STRATEGIES
 from tests.export.onnx_checks import assert_matches_keras, random_input
 
 # (padding, strides, kernel) of the four layers: valid/1, same/2, same/1, valid/(2, 1).
@@ -37,23 +38,24 @@ def lc_stack(implementation: int, data_format: str) -> Any:
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("implementation", [1, 2, 3])
-@pytest.mark.parametrize("lowering", ["local", "chunked", "adaptive", "dense", "sparse"])
-def test_export_lc_stack_matches_keras_for_every_lowering(
-        lowering: str, implementation: int, data_format: str, tmp_path: Path,
+@pytest.mark.parametrize("strategy", list(STRATEGIES))  # every registered strategy is tested
+def test_export_lc_stack_matches_keras_for_every_strategy(
+        strategy: str, implementation: int, data_format: str, tmp_path: Path,
         export_rng: np.random.Generator) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
 
+    tolerance = STRATEGIES[strategy].tolerance  # 1e-4 for float strategies, 5e-2 for int8
     model = lc_stack(implementation, data_format)
     path = tmp_path / "m.onnx"
-    report = to_onnx(model, path, lowering=lowering)
-    assert report.parity_max_rel_error is not None and report.parity_max_rel_error < 1e-4
-    assert [layer["lowering"] for layer in report.layers] == [lowering] * 4
+    report = to_onnx(model, path, ExportOptions(policy=strategy))
+    assert report.parity_max_rel_error is not None and report.parity_max_rel_error < tolerance
+    assert [layer["lowering"] for layer in report.layers] == [strategy] * 4
     onnx.checker.check_model(str(path), full_check=True)
-    assert_matches_keras(model, path, random_input(export_rng, model, batch=4))
+    assert_matches_keras(model, path, random_input(export_rng, model, batch=4), rtol=tolerance)
 
 
 @pytest.mark.parametrize("implementation", [1, 2, 3])
-def test_export_implementation_lowering_follows_each_layer(implementation: int, tmp_path: Path) -> None:
+def test_export_implementation_policy_follows_each_layer(implementation: int, tmp_path: Path) -> None:
     from export import to_onnx
 
     report = to_onnx(lc_stack(implementation, "channels_last"), tmp_path / "m.onnx")
@@ -62,15 +64,15 @@ def test_export_implementation_lowering_follows_each_layer(implementation: int, 
 
 
 def test_export_auto_keeps_fastest_measured_lowering(tmp_path: Path, export_rng: np.random.Generator) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
 
     model = lc_stack(3, "channels_last")
     path = tmp_path / "auto.onnx"
-    to_onnx(model, path, lowering="auto")
+    to_onnx(model, path, ExportOptions(policy="auto"))
     layers = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["lc2d.layers"])
     for layer in layers:
-        timings = layer["timings_ms"]  # lowering -> batch size -> median ms
-        assert set(timings) == {"local", "chunked", "adaptive", "dense", "sparse"}
+        timings = layer["timings_ms"]  # strategy -> batch size -> median ms
+        assert set(timings) == set(FLOAT_STRATEGIES) and "dense" in timings and "int8" not in timings
         assert all(set(t) == {"1", "64"} and min(t.values()) > 0 for t in timings.values())
         best = {b: min(t[b] for t in timings.values()) for b in ("1", "64")}
         worst = {s: max(t[b] / best[b] for b in best) for s, t in timings.items()}
@@ -79,20 +81,19 @@ def test_export_auto_keeps_fastest_measured_lowering(tmp_path: Path, export_rng:
 
 
 def test_export_auto_skips_dense_over_budget(tmp_path: Path) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
 
-    report = to_onnx(lc_stack(1, "channels_last"), tmp_path / "m.onnx", lowering="auto",
-                     dense_budget_bytes=1)
+    report = to_onnx(lc_stack(1, "channels_last"), tmp_path / "m.onnx", ExportOptions(policy="auto",
+                     dense_budget_bytes=1))
     for layer in report.layers:
-        assert set(layer["timings_ms"]) == {"local", "chunked", "adaptive", "sparse"}
+        assert set(layer["timings_ms"]) == set(FLOAT_STRATEGIES) - {"dense"}
 
 
-@pytest.mark.parametrize("lowering", ["local", "chunked", "adaptive", "dense", "sparse"])
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_lowering_node_count_is_small_and_independent_of_size(
-        lowering: str, padding: str, data_format: str) -> None:
-    from export.lowerings import LOWERINGS
+        strategy: str, padding: str, data_format: str) -> None:
     from export.lowerings.base import LoweringContext, Tensor
     from models.locally_connected import LocallyConnected2D
 
@@ -102,18 +103,18 @@ def test_lowering_node_count_is_small_and_independent_of_size(
                                    name="lc")
         shape = (2, size, size) if data_format == "channels_first" else (size, size, 2)
         layer.build((None, *shape))
-        lowered = LOWERINGS[("LocallyConnected2D", lowering)](layer, Tensor("x", shape), LoweringContext())
+        lowered = STRATEGIES[strategy].lowering(layer, Tensor("x", shape), LoweringContext())
         counts.append(len(lowered.nodes))
         assert lowered.output.shape == layer.geometry.output_shape()
-    assert counts[0] == counts[1] <= 12
+    assert counts[0] == counts[1] <= STRATEGIES[strategy].max_nodes
 
 
 def test_sparse_lowering_stores_no_dense_kernel(tmp_path: Path) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
 
     model = lc_stack(3, "channels_last")
     path = tmp_path / "sparse.onnx"
-    to_onnx(model, path, lowering="sparse")
+    to_onnx(model, path, ExportOptions(policy="sparse"))
     proto = onnx.load(str(path))
     floats = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
     stored = sum(int(np.prod(t.dims)) for t in floats)
@@ -130,7 +131,7 @@ def test_chunked_lowering_with_a_ragged_last_chunk_matches_keras(
         tmp_path: Path, export_rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from export.lowerings import chunked
     from models.locally_connected import LocallyConnected2D
 
@@ -140,7 +141,7 @@ def test_chunked_lowering_with_a_ragged_last_chunk_matches_keras(
     monkeypatch.setattr(chunked, "CHUNK_BYTES", 5 * 3 * 3 * 2 * 64 * 4)
     assert layer.geometry.locations % chunked.chunk_size(layer.geometry) != 0
     path = tmp_path / "chunked.onnx"
-    to_onnx(model, path, lowering="chunked")
+    to_onnx(model, path, ExportOptions(policy="chunked"))
     onnx.checker.check_model(str(path), full_check=True)
     assert_matches_keras(model, path, random_input(export_rng, model, batch=3))
 
@@ -165,14 +166,14 @@ def test_gelu_locally_connected_matches_keras_at_opset(opset: int, tmp_path: Pat
                                                        export_rng: np.random.Generator) -> None:
     import keras
 
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models.locally_connected import LocallyConnected2D
 
     model = keras.Sequential([keras.Input((9, 9, 2), name="input"),
                               LocallyConnected2D(4, 3, padding="same", activation="gelu",
                                                  bias_initializer="random_normal")])
     path = tmp_path / "gelu.onnx"
-    report = to_onnx(model, path, opset=opset)
+    report = to_onnx(model, path, ExportOptions(opset=opset))
     assert report.opset == opset
     assert_matches_keras(model, path, random_input(export_rng, model, batch=3))
 
@@ -180,13 +181,13 @@ def test_gelu_locally_connected_matches_keras_at_opset(opset: int, tmp_path: Pat
 @pytest.mark.parametrize("batch", [1, 15, 16, 40])
 def test_adaptive_lowering_matches_keras_on_both_sides_of_the_switch(
         batch: int, tmp_path: Path, export_rng: np.random.Generator) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from export.lowerings.adaptive import LARGE_BATCH
 
     assert LARGE_BATCH == 16
     model = lc_stack(1, "channels_first")
     path = tmp_path / "adaptive.onnx"
-    to_onnx(model, path, lowering="adaptive")
+    to_onnx(model, path, ExportOptions(policy="adaptive"))
     onnx.checker.check_model(str(path), full_check=True)
     assert_matches_keras(model, path, random_input(export_rng, model, batch=batch))
 
@@ -200,7 +201,7 @@ def test_chunked_lowering_puts_the_bias_on_the_smaller_side_and_writes_the_outpu
         export_rng: np.random.Generator) -> None:
     import keras
 
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models.locally_connected import LocallyConnected2D
 
     shape = (channels, 9, 8) if data_format == "channels_first" else (9, 8, channels)
@@ -208,7 +209,7 @@ def test_chunked_lowering_puts_the_bias_on_the_smaller_side_and_writes_the_outpu
                                bias_initializer="random_normal", activation="relu", name="lc")
     model = keras.Sequential([keras.Input(shape), layer])
     path = tmp_path / "chunked.onnx"
-    to_onnx(model, path, lowering="chunked")
+    to_onnx(model, path, ExportOptions(policy="chunked"))
     graph = onnx.load(str(path)).graph
     ops = [node.op_type for node in graph.node]
     wide_input = 9 * 8 * channels > int(np.prod(layer.compute_output_shape((1, *shape))[1:]))

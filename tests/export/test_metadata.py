@@ -61,10 +61,10 @@ def test_export_graph_is_standard_with_dynamic_batch(tmp_path: Path) -> None:
 
 
 def test_export_without_check_records_null_parity(tmp_path: Path) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models.builders import seed_example
 
     path = tmp_path / "seed.onnx"
-    report = to_onnx(seed_example(), path, check=False)
+    report = to_onnx(seed_example(), path, ExportOptions(check=False))
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert report.parity_max_rel_error is None and meta["lc2d.parity_max_rel_error"] == "null"

@@ -35,12 +35,12 @@ def test_export_seed_example_matches_keras(implementation: int, tmp_path: Path,
 @pytest.mark.parametrize("lowering", ["implementation", "local", "dense", "sparse"])
 def test_export_digits_classifier_matches_keras(lowering: str, tmp_path: Path,
                                                 export_rng: np.random.Generator) -> None:
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models.builders import digits_classifier
 
     model = digits_classifier(implementation=2, labels=[f"digit {i}" for i in range(10)])
     path = tmp_path / "digits.onnx"
-    to_onnx(model, path, lowering=lowering)
+    to_onnx(model, path, ExportOptions(policy=lowering))
     assert_matches_keras(model, path, random_input(export_rng, model, batch=7))
     meta = _metadata(path)
     assert json.loads(meta["lc2d.labels"]) == [f"digit {i}" for i in range(10)]
@@ -138,7 +138,7 @@ def test_export_global_pooling_matches_keras_at_opset(opset: int, tmp_path: Path
                                                       export_rng: np.random.Generator) -> None:
     import keras
 
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models.locally_connected import LocallyConnected2D
 
     inputs = keras.Input((9, 9, 2), name="x")
@@ -146,11 +146,11 @@ def test_export_global_pooling_matches_keras_at_opset(opset: int, tmp_path: Path
     pooled = keras.layers.GlobalAveragePooling2D()(hidden)
     model = keras.Model(inputs, keras.layers.Dense(3)(pooled), name="functional")
     path = tmp_path / "gap.onnx"
-    report = to_onnx(model, path, opset=opset, lowering="sparse")
+    report = to_onnx(model, path, ExportOptions(opset=opset, policy="sparse"))
     assert onnx.load(str(path)).opset_import[0].version == opset
     assert report.opset == opset
     assert_matches_keras(model, path, random_input(export_rng, model))
 
     gmp = keras.Sequential([keras.Input((9, 9, 2)), keras.layers.GlobalMaxPooling2D(keepdims=True)])
-    to_onnx(gmp, tmp_path / "gmp.onnx", opset=opset)
+    to_onnx(gmp, tmp_path / "gmp.onnx", ExportOptions(opset=opset))
     assert_matches_keras(gmp, tmp_path / "gmp.onnx", random_input(export_rng, gmp))

@@ -40,10 +40,12 @@ def _write_inputs(folder: Path) -> None:
     (["{d}/two.npz", "-o", "{d}/y.npy"], "expected --key to name the one to score"),
     (["{d}/two.npz", "--key", "z", "-o", "{d}/y.npy"], "--key: expected one of the arrays"),
     (["{d}/no_images", "-o", "{d}/y.npy"], "expected a folder with PNG or JPEG images"),
-    (["{d}/ok.npy", "-o", "{d}/y.csv"], "-o/--output: expected a path ending in .npy"),
-    (["{d}/ok.npy", "-o", "{d}/y.npy", "--batch-size", "0"], "--batch-size: expected a positive integer"),
+    (["{d}/ok.npy", "-o", "{d}/y.csv"], "-o/--output: expected a path ending in .npy, received '{d}/y.csv'"),
+    (["{d}/ok.npy", "-o", "{d}/y.npy", "--batch-size", "0"],
+     "--batch-size: expected a value greater than 0, received '0'"),
     (["{d}/ok.npy", "-o", "{d}/y.npy", "--output-name", "z"], "--output-name: expected one of"),
-    (["{d}/ok.npy", "-o", "{d}/y.npy", "--ray-address", "x:1"], "expected together with --engine ray"),
+    (["{d}/ok.npy", "-o", "{d}/y.npy", "--ray-address", "x:1"],
+     "--ray-address: expected together with the ray engine, received engine 'local'"),
 ], ids=["missing", "shape", "empty", "no-key", "bad-key", "empty-folder", "suffix", "batch-size",
         "output-name", "ray-address"])
 def test_score_command_exits_2_with_one_line_for_user_errors(

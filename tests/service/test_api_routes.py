@@ -240,6 +240,7 @@ def test_metrics_count_requests_errors_batches_and_inferences(client) -> None:
     assert 'lc2d_inferences_total{model="tiny",version="2"}' in text
     assert 'lc2d_queue_depth{model="tiny",version="2"} 0.0' in text
     assert "lc2d_http_request_duration_seconds_bucket" in text
+    assert 'lc2d_model_provider{model="tiny",provider="CPUExecutionProvider",version="2"} 1.0' in text
 
 
 def test_metrics_registries_are_separate_per_app(model_repository) -> None:
@@ -265,12 +266,22 @@ def test_deadline_answers_504(model_repository) -> None:
     assert answer.status_code == 504 and answer.json()["code"] == "deadline_exceeded"
 
 
-def test_inference_short_path_covers_every_inference_route(client) -> None:
-    from service.api.fastpath import INFERENCE_ROUTES
+def test_openapi_and_fast_path_are_built_from_the_route_table(client) -> None:
+    from service.api.routes import ROUTES
 
     paths = client.get("/openapi.json").json()["paths"]
-    posted = {path for path, operations in paths.items() if "post" in operations}
-    assert posted == {template for template, _ in INFERENCE_ROUTES}
+    documented = {(method.upper(), path) for path, operations in paths.items() for method in operations}
+    assert documented == {(r.method, r.path) for r in ROUTES if r.include_in_schema}
+    fast = client.app.middleware_stack  # unwrap to the fast path and ask it about every POST route
+    while not hasattr(fast, "match"):
+        fast = fast.app
+    posted = [r for r in ROUTES if r.method == "POST"]
+    example = {"name": "tiny", "version": "1"}
+    for route in posted:
+        concrete = route.path.replace("{name}", example["name"]).replace("{version}", example["version"])
+        matched = fast.match("POST", concrete)
+        assert matched is not None and matched[0] is route, route.path
+    assert fast.match("GET", "/v2/models/tiny") is None
 
 
 def test_inference_short_path_labels_metrics_with_route_templates(client, rng) -> None:

@@ -1,0 +1,87 @@
+"""The route table: every HTTP route of the service, declared once.
+
+``service.app.create_app`` builds the FastAPI router (and so ``/openapi.json`` and ``/docs``)
+from :data:`ROUTES` with :func:`service.api.routing.build_router`, and serves the routes marked
+fast (every ``POST`` unless ``fast=False``) with :class:`service.api.fastpath.FastPathDispatch`,
+which skips FastAPI's router and dependency solver. Both call the same endpoint through
+:func:`service.api.routing.respond`, where a ``ServiceError`` becomes its JSON answer.
+
+To add a route:
+    1. Write the endpoint in its protocol module (``service/api/tfserving.py``, ``v2.py``,
+       ``operations.py``, or a new one): ``async def load(call: Call) -> Response`` with a
+       docstring (it becomes the OpenAPI description). Read path parameters from ``call.params``
+       (``call.name`` and ``call.version`` for ``{name}`` and ``{version}``), the data plane from
+       ``call.plane``, the request from ``call.request``; raise ``ServiceError`` subclasses for
+       anything the client did wrong, never return an error response yourself.
+    2. Add one ``Route(...)`` below, in its protocol's group: method, path template, endpoint,
+       one-line summary, tag, ``ok`` (the pydantic model of the 200 answer, in
+       ``service/api/schemas.py``) and ``errors`` (the ``ServiceError`` classes it can raise;
+       each status appears in OpenAPI with the error body). A ``POST`` is on the fast path by
+       default; set ``fast=False`` for a rare, slow one (a model load) so it goes through FastAPI.
+    3. Test it through the real app (tests/service/test_api_routes.py); the table test checks
+       that the OpenAPI schema and the fast path agree with this table.
+"""
+
+from __future__ import annotations
+
+from service.api import operations, schemas, tfserving, v2
+from service.api.routing import Route
+from service.errors import (
+    BatchTooLargeError,
+    DeadlineExceededError,
+    InferenceFailedError,
+    InvalidInputError,
+    MalformedRequestError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    NotAcceptableError,
+    PayloadTooLargeError,
+    QueueFullError,
+    ServiceError,
+    UnsupportedMediaTypeError,
+)
+
+TFSERVING = "predict (TensorFlow Serving format)"
+V2 = "Open Inference Protocol (v2)"
+OPERATIONS = "operations"
+
+# What any inference request can meet, from the body to the batcher.
+INFERENCE_ERRORS: tuple[type[ServiceError], ...] = (
+    MalformedRequestError, ModelNotFoundError, NotAcceptableError, PayloadTooLargeError,
+    UnsupportedMediaTypeError, InvalidInputError, BatchTooLargeError, ModelNotReadyError, QueueFullError,
+    DeadlineExceededError, InferenceFailedError)
+V2_INFERENCE_ERRORS = tuple(e for e in INFERENCE_ERRORS if e is not NotAcceptableError)
+
+ROUTES: tuple[Route, ...] = (
+    # --- TensorFlow Serving REST ------------------------------------------------------------------
+    Route("POST", "/predict", tfserving.predict, "Predict with the default model", TFSERVING,
+          ok=schemas.PredictResponse, errors=INFERENCE_ERRORS, openapi_extra=tfserving.predict_request_docs),
+    Route("POST", "/v1/models/{name}:predict", tfserving.predict,
+          "Predict with a named model, its highest ready version", TFSERVING,
+          ok=schemas.PredictResponse, errors=INFERENCE_ERRORS, openapi_extra=tfserving.predict_request_docs),
+    Route("POST", "/v1/models/{name}/versions/{version}:predict", tfserving.predict,
+          "Predict with one version of a named model", TFSERVING,
+          ok=schemas.PredictResponse, errors=INFERENCE_ERRORS, openapi_extra=tfserving.predict_request_docs),
+    # --- Open Inference Protocol (KServe v2) ----------------------------------------------------
+    Route("GET", "/v2", v2.server_metadata, "Server metadata", V2, ok=schemas.ServerMetadata),
+    Route("GET", "/v2/health/live", v2.live, "Server liveness", V2, ok=schemas.Liveness),
+    Route("GET", "/v2/health/ready", v2.ready, "Server readiness", V2, ok=schemas.Readiness,
+          errors=(ModelNotReadyError,)),
+    Route("GET", "/v2/models/{name}", v2.model_metadata, "Model metadata (highest ready version)", V2,
+          ok=schemas.ModelMetadata, errors=(ModelNotFoundError, ModelNotReadyError)),
+    Route("GET", "/v2/models/{name}/versions/{version}", v2.model_metadata, "Model version metadata", V2,
+          ok=schemas.ModelMetadata, errors=(ModelNotFoundError, ModelNotReadyError)),
+    Route("GET", "/v2/models/{name}/ready", v2.model_ready, "Model readiness", V2,
+          ok=schemas.ModelReadiness, errors=(ModelNotFoundError, ModelNotReadyError)),
+    Route("GET", "/v2/models/{name}/versions/{version}/ready", v2.model_ready, "Model version readiness",
+          V2, ok=schemas.ModelReadiness, errors=(ModelNotFoundError, ModelNotReadyError)),
+    Route("POST", "/v2/models/{name}/infer", v2.infer, "Inference (highest ready version)", V2,
+          ok=schemas.InferResponse, errors=V2_INFERENCE_ERRORS, openapi_extra=v2.infer_request_docs),
+    Route("POST", "/v2/models/{name}/versions/{version}/infer", v2.infer, "Inference with one version",
+          V2, ok=schemas.InferResponse, errors=V2_INFERENCE_ERRORS, openapi_extra=v2.infer_request_docs),
+    # --- operations -----------------------------------------------------------------------------------
+    Route("GET", "/metrics", operations.prometheus_metrics, "Prometheus metrics", OPERATIONS),
+    Route("GET", "/healthz", operations.healthz, "Liveness", OPERATIONS, ok=schemas.Liveness),
+    Route("GET", "/", operations.docs_redirect, "Redirect to /docs", OPERATIONS, include_in_schema=False),
+)
+"""Every route of the service; see the module docstring for how to add one."""

@@ -1,0 +1,197 @@
+"""What a route is, how it answers, and how the FastAPI router is built from a table of them.
+
+A :class:`Route` declares one HTTP operation: method, path template, endpoint, OpenAPI summary,
+the schema of its 200 answer and the :class:`~service.errors.ServiceError` classes it can
+answer with. The table of every route is :data:`service.api.routes.ROUTES`; from it
+:func:`build_router` builds the FastAPI router (and so the OpenAPI schema), and
+:class:`service.api.fastpath.FastPathDispatch` serves the ``fast`` routes (every ``POST`` by
+default) without FastAPI's router.
+
+Errors become responses here and nowhere else: :func:`respond` runs an endpoint for both the
+router and the fast path and turns a ``ServiceError`` into its JSON answer, and
+:func:`install_error_handlers` does the same for the errors FastAPI raises itself (unknown path,
+wrong method) and for ``ServiceError`` raised outside an endpoint (a middleware, a dependency).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
+
+from service.api.bodies import error_response
+from service.dataplane import DataPlane
+from service.errors import HTTPRouteError, InvalidRequestFieldsError, ServiceError
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request as an endpoint sees it.
+
+    Attributes:
+        request: the Starlette request (headers, body stream, ``app``).
+        plane: the data plane of the app that received it.
+        params: the path parameters of the route template (``{"name": "digits"}``).
+    """
+
+    request: Request
+    plane: DataPlane
+    params: Mapping[str, str]
+
+    @property
+    def name(self) -> str | None:
+        """The ``{name}`` path parameter, None when the template has none."""
+        return self.params.get("name")
+
+    @property
+    def version(self) -> str | None:
+        """The ``{version}`` path parameter, None when the template has none."""
+        return self.params.get("version")
+
+
+Endpoint = Callable[[Call], Awaitable[Response]]
+"""An endpoint answers one call; it raises :class:`ServiceError` for anything a client did wrong."""
+
+OpenAPIExtra = Callable[[DataPlane], dict[str, Any]]
+"""Builds a route's extra OpenAPI fields (request body examples) from the served models."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP operation of the service.
+
+    Attributes:
+        method: the HTTP method.
+        path: the path template, Starlette syntax (``/v2/models/{name}/infer``).
+        endpoint: the function that answers.
+        summary: one line for the OpenAPI operation (and ``/docs``).
+        tag: the OpenAPI group.
+        ok: the schema of the 200 answer (documentation only: endpoints build their responses).
+        errors: the errors the endpoint can answer with; each status is documented with the
+            error body schema and the codes of these classes.
+        fast: served by the fast path, before FastAPI's router; None means "when POST".
+        openapi_extra: request body documentation built from the served models.
+        include_in_schema: False for routes that are not part of the API (``GET /``).
+    """
+
+    method: Literal["GET", "POST", "PUT", "DELETE"]
+    path: str
+    endpoint: Endpoint
+    summary: str
+    tag: str
+    ok: type[BaseModel] | None = None
+    errors: tuple[type[ServiceError], ...] = ()
+    fast: bool | None = None
+    openapi_extra: OpenAPIExtra | None = field(default=None, repr=False)
+    include_in_schema: bool = True
+
+    @property
+    def is_fast(self) -> bool:
+        """Whether the fast path serves this route."""
+        return self.method == "POST" if self.fast is None else self.fast
+
+    @property
+    def path_params(self) -> list[str]:
+        """The parameter names of the path template, in order."""
+        return list(compile_path(self.path)[2])
+
+
+async def respond(route: Route, call: Call) -> Response:
+    """Runs the route's endpoint; a :class:`ServiceError` becomes its JSON error answer."""
+    try:
+        return await route.endpoint(call)
+    except ServiceError as err:
+        return error_response(err)
+
+
+def build_router(routes: Sequence[Route], plane: DataPlane) -> APIRouter:
+    """The FastAPI router of ``routes``, answering against ``plane``."""
+    router = APIRouter()
+    for route in routes:
+        router.add_api_route(
+            route.path, _fastapi_endpoint(route, plane), methods=[route.method], tags=[route.tag],
+            summary=route.summary, description=inspect.getdoc(route.endpoint) or "",
+            responses=openapi_responses(route), name=route.endpoint.__name__,
+            openapi_extra=_openapi_extra(route, plane),
+            include_in_schema=route.include_in_schema)
+    return router
+
+
+def openapi_responses(route: Route) -> dict[int | str, dict[str, Any]]:
+    """The documented answers of a route: its 200 schema and one entry per error status."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    if route.ok is not None:
+        responses[200] = {"model": route.ok, "description": "Successful Response"}
+    codes: dict[int, list[str]] = {}
+    for error in route.errors:
+        for kind in _with_subclasses(error):
+            codes.setdefault(kind.status_code, []).append(kind.code)
+    for status, names in sorted(codes.items()):
+        responses[status] = {"model": ErrorBody, "description": "error codes: " + ", ".join(
+            dict.fromkeys(names))}
+    return responses
+
+
+def _with_subclasses(error: type[ServiceError]) -> list[type[ServiceError]]:
+    found = [error]
+    for sub in error.__subclasses__():
+        found += _with_subclasses(sub)
+    return found
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a message, a stable code, and details (typically expected/received)."""
+
+    model_config = {"extra": "allow"}
+
+    error: str
+    code: str
+
+
+def _fastapi_endpoint(route: Route, plane: DataPlane) -> Callable[[Request], Awaitable[Response]]:
+    """A FastAPI endpoint for ``route``; FastAPI validates nothing, so it never answers its own 422."""
+
+    async def endpoint(request: Request) -> Response:
+        return await respond(route, Call(request, plane, request.path_params))
+
+    endpoint.__name__ = route.endpoint.__name__
+    return endpoint
+
+
+def _openapi_extra(route: Route, plane: DataPlane) -> dict[str, Any]:
+    """The path parameters (all strings) and the route's own extra fields (request body)."""
+    extra: dict[str, Any] = {"parameters": [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "title": name.title()}}
+        for name in route.path_params]}
+    if route.openapi_extra is not None:
+        extra.update(route.openapi_extra(plane))
+    return extra
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Turns the errors raised outside endpoints into the same JSON error answers."""
+
+    async def service_error(_: Request, err: Exception) -> Response:
+        assert isinstance(err, ServiceError)
+        return error_response(err)
+
+    async def validation_error(_: Request, err: Exception) -> Response:
+        assert isinstance(err, RequestValidationError)
+        return error_response(InvalidRequestFieldsError(f"invalid request: {err.errors()}"))
+
+    async def http_error(_: Request, err: Exception) -> Response:
+        assert isinstance(err, HTTPException)
+        refused = HTTPRouteError(str(err.detail), status_code=err.status_code)
+        refused.headers.update(err.headers or {})
+        return error_response(refused)
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
