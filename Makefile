@@ -8,7 +8,7 @@ MODEL_REPOSITORY := artifacts/models
 DEFAULT_MODEL := $(MODEL_REPOSITORY)/digits/1/model.onnx
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint typecheck model bench container-check grpc-stubs clean
+.PHONY: serve test lint typecheck model bench bench-peers container-check grpc-stubs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ test: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/lc2d bench
+
+# lc2d serve against MLServer, BentoML and Ray Serve; each peer gets its own virtual environment
+# (pinned) under $$LC2D_PEERS_DIR (default ~/.cache/lc2d-peers), made on first use: docs/peers.md
+bench-peers: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.bench_peers $(BENCH_PEERS_ARGS)
 
 # regenerate service/grpc/inference_pb2*.py(i) after editing service/grpc/inference.proto
 grpc-stubs: $(VENV)/.installed-dev

@@ -48,6 +48,7 @@ from benchmarks.workloads import (
     model_cost,
     tf_keras_sparse_skip,
 )
+from models.comparison import relative_error
 
 IMPLEMENTATIONS = (1, 2, 3)
 FAMILIES = ("tf_keras", "keras", "onnx")
@@ -73,12 +74,6 @@ class SuiteConfig:
 def method_name(family: str, variant: str) -> str:
     """The column name of a method: ``tf_keras impl 1``, ``keras impl 2``, ``onnx local``."""
     return f"{family} impl {variant}" if family in ("tf_keras", "keras") else f"onnx {variant}"
-
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """``max |actual − expected| / max |expected|``."""
-    scale = float(np.max(np.abs(expected))) or 1.0
-    return float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64))) / scale)
 
 
 # --- models -------------------------------------------------------------------------------

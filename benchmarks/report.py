@@ -183,12 +183,12 @@ def markdown(result: dict[str, Any], chart: str | None = "perf/chart.png") -> st
     return "\n\n".join(parts)
 
 
-def rewrite_between_markers(document: str, generated: str) -> str:
-    """``document`` with the text between :data:`BEGIN` and :data:`END` replaced (appended if absent)."""
-    block = f"{BEGIN}\n\n{generated}\n\n{END}"
-    if BEGIN in document and END in document:
-        head, rest = document.split(BEGIN, 1)
-        return head + block + rest.split(END, 1)[1]
+def rewrite_between_markers(document: str, generated: str, begin: str = BEGIN, end: str = END) -> str:
+    """``document`` with the text between ``begin`` and ``end`` replaced (appended if absent)."""
+    block = f"{begin}\n\n{generated}\n\n{end}"
+    if begin in document and end in document:
+        head, rest = document.split(begin, 1)
+        return head + block + rest.split(end, 1)[1]
     return document.rstrip("\n") + "\n\n" + block + "\n"
 
 

@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from models.comparison import relative_error  # noqa: E402
+
 
 def run(path: Path, x: np.ndarray, batch: int = 64) -> np.ndarray:
     import onnxruntime as ort
@@ -63,11 +65,7 @@ def digits(folder: Path) -> dict[str, Any]:
             "accuracy_float_onnx": float(np.mean(top["float"] == y)),
             "accuracy_int8_onnx": float(np.mean(top["int8"] == y)),
             "top1_changed_by_int8": int(np.sum(top["int8"] != top["float"])),
-            "int8_normwise_error": normwise(int8_scores, keras_scores)}
-
-
-def normwise(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+            "int8_normwise_error": relative_error(int8_scores, keras_scores)}
 
 
 def random_model(name: str, folder: Path, examples: int) -> dict[str, Any]:
@@ -87,7 +85,7 @@ def random_model(name: str, folder: Path, examples: int) -> dict[str, Any]:
     expected = np.asarray(model.predict(x, verbose=0, batch_size=16))
     actual = run(exported(model, folder, "int8"), x, batch=16)
     return {"model": f"{name} (random weights, output {'F7' if name == 'DeepFace' else 'as built'})",
-            "test_examples": examples, "int8_normwise_error": normwise(actual, expected)}
+            "test_examples": examples, "int8_normwise_error": relative_error(actual, expected)}
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

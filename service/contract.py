@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,8 +29,8 @@ from service.errors import (
     ShapeMismatchError,
     format_shape,
 )
+from service.model_format import Key, MetadataFormatError, read_json
 
-METADATA_PREFIX = "lc2d."
 SUPPORTED_INPUT_DTYPES = ("float32",)
 # ONNX Runtime type strings of graph inputs -> NumPy dtype names.
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
@@ -110,23 +109,22 @@ class InputContract:
                 f"expected a model with exactly one graph input, received {len(inputs)}: "
                 f"{[spec.name for spec in inputs]}")
         graph_input = inputs[0]
-        name = metadata.get("lc2d.input_name", graph_input.name)
+        name = metadata.get(Key.INPUT_NAME, graph_input.name)
         if name != graph_input.name:
-            raise ModelLoadError(f"metadata lc2d.input_name is {name!r} but the graph input is "
+            raise ModelLoadError(f"metadata {Key.INPUT_NAME} is {name!r} but the graph input is "
                                  f"{graph_input.name!r}")
         shape = _metadata_shape(metadata, graph_input.instance_shape)
-        output_names = tuple(_metadata_json(metadata, "lc2d.output_names",
-                                            [spec.name for spec in outputs]))
-        labels = _metadata_json(metadata, "lc2d.labels", None)
+        output_names = tuple(_metadata_json(metadata, Key.OUTPUT_NAMES, [spec.name for spec in outputs]))
+        labels = _metadata_json(metadata, Key.LABELS, None)
         return cls(
             input_name=name,
             instance_shape=shape,
-            dtype=metadata.get("lc2d.input_dtype", graph_input.dtype),
-            data_format=metadata.get("lc2d.data_format"),
+            dtype=metadata.get(Key.INPUT_DTYPE, graph_input.dtype),
+            data_format=metadata.get(Key.DATA_FORMAT),
             output_names=output_names,
             outputs=tuple(outputs),
             labels=tuple(str(label) for label in labels) if labels else None,
-            model_name=metadata.get("lc2d.model_name"),
+            model_name=metadata.get(Key.MODEL_NAME),
             metadata=dict(metadata),
         )
 
@@ -201,6 +199,9 @@ class InputContract:
             DtypeError, EmptyBatchError, BatchTooLargeError, NonFiniteInputError: as
                 :meth:`validate_batch`.
         """
+        if isinstance(instances, np.ndarray) and instances.ndim > 0:  # decoded whole (bodies.parse_json)
+            self._check_batch_size(len(instances))
+            return self.validate_batch(instances)
         if not isinstance(instances, Sequence) or isinstance(instances, str | bytes):
             raise ShapeMismatchError(
                 f"expected a list of instances, received {type(instances).__name__}",
@@ -251,7 +252,7 @@ def _to_float32(data: Any, *, where: str) -> np.ndarray:
     """Converts numbers (floats or integers) to float32; refuses everything else."""
     try:
         array = data if isinstance(data, np.ndarray) else np.asarray(data)
-    except (ValueError, TypeError) as err:  # ragged nested lists
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:  # ragged or too deep lists
         raise ShapeMismatchError(f"{where} is not a rectangular array of numbers: {err}",
                                  expected="a rectangular array of numbers", received="ragged lists"
                                  ) from err
@@ -274,23 +275,21 @@ def _json_shape(shape: Shape) -> list[int | None]:
 
 
 def _metadata_json(metadata: Mapping[str, str], key: str, default: Any) -> Any:
-    if key not in metadata:
-        return default
     try:
-        return json.loads(metadata[key])
-    except json.JSONDecodeError as err:
-        raise ModelLoadError(f"metadata {key} is not valid JSON: {metadata[key]!r}") from err
+        return read_json(metadata, key, default)
+    except MetadataFormatError as err:
+        raise ModelLoadError(str(err)) from err
 
 
 def _metadata_shape(metadata: Mapping[str, str], graph_shape: Shape) -> Shape:
-    shape = _metadata_json(metadata, "lc2d.input_shape", None)
+    shape = _metadata_json(metadata, Key.INPUT_SHAPE, None)
     if shape is None:
         return graph_shape
     if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise ModelLoadError(f"metadata lc2d.input_shape must be a list of positive integers, "
-                             f"received {metadata['lc2d.input_shape']!r}")
+        raise ModelLoadError(f"metadata {Key.INPUT_SHAPE} must be a list of positive integers, "
+                             f"received {metadata[Key.INPUT_SHAPE]!r}")
     if not _matches(shape, graph_shape):
-        raise ModelLoadError(f"metadata lc2d.input_shape {shape} contradicts the graph input shape "
+        raise ModelLoadError(f"metadata {Key.INPUT_SHAPE} {shape} contradicts the graph input shape "
                              f"{format_shape(graph_shape)}")
     return tuple(shape)
 

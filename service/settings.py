@@ -75,6 +75,11 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     """Largest request body accepted; larger bodies get 413."""
 
+    max_json_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    """Largest JSON body accepted (the smaller of this and ``max_body_bytes`` applies); larger
+    JSON bodies get 413. JSON costs 3-5x the bytes of ``.npy`` for the same tensor and CPU to
+    decode, hence its own limit."""
+
     allow_non_finite: bool = False
     """Accept NaN and infinities in inputs (refused with 422 by default)."""
 

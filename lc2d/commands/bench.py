@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ from lc2d.errors import UsageError
 
 HELP = ("Benchmark tf_keras, our Keras layer and every ONNX lowering against this machine's floor; "
         "write a Markdown table, JSON and a chart.")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = ("tf_keras", "keras", "onnx")
 
 
@@ -50,13 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_suite() -> Any:
-    """``benchmarks.bench_layers``, which lives in the source checkout next to ``lc2d/``."""
-    if not (REPO_ROOT / "benchmarks" / "bench_layers.py").is_file():
-        raise UsageError(f"lc2d bench runs from a source checkout. Expected {REPO_ROOT / 'benchmarks'} "
-                         "with bench_layers.py. Received: an installation without it")
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    return importlib.import_module("benchmarks.bench_layers")
+    """``benchmarks.bench_layers`` (the ``benchmarks`` package is installed with ``lc2d``)."""
+    try:
+        return importlib.import_module("benchmarks.bench_layers")
+    except ModuleNotFoundError as err:
+        if err.name not in ("benchmarks", "benchmarks.bench_layers"):
+            raise
+        raise UsageError("expected the benchmarks package installed with lc2d-serve (pip install "
+                         "'.[dev]'). Received: an installation without it") from err
 
 
 def _positive(name: str, value: float | None) -> None:

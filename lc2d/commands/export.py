@@ -14,6 +14,7 @@ from lc2d.errors import UsageError
 
 HELP = "Export a .keras model to standard ONNX, LocallyConnected2D lowered as asked; parity-checked."
 DEFAULTS = ExportOptions()
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 class RegisteredPolicies(Sequence[str]):
@@ -71,10 +72,20 @@ def _check_args(args: argparse.Namespace) -> Path:
                          "(no such file)")
     if not args.model.is_file():
         raise UsageError(f"MODEL: expected a .keras file. Received: {str(args.model)!r} (not a file)")
+    if _is_hdf5(args.model):
+        raise UsageError(f"MODEL: expected a Keras 3 model file (.keras). Received: {str(args.model)!r}, "
+                         "an HDF5 file (tf_keras / Keras 2); convert it first with: lc2d import-legacy "
+                         f"{args.model} -o {args.model.with_suffix('.keras')}")
     output: Path = args.output if args.output is not None else args.model.with_suffix(".onnx")
     if output.suffix != ".onnx":
         raise UsageError(f"--output: expected a path ending in .onnx. Received: {str(output)!r}")
     return output
+
+
+def _is_hdf5(path: Path) -> bool:
+    """Whether ``path`` starts with the HDF5 signature (what tf_keras's ``.h5`` files are)."""
+    with path.open("rb") as file:
+        return file.read(8) == HDF5_SIGNATURE
 
 
 def export_options(args: argparse.Namespace) -> ExportOptions:

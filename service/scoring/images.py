@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from service.contract import InputContract
+from service.model_format import Key
 from service.scoring.errors import ScoringInputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-PIXEL_SCALE_KEY = "lc2d.pixel_scale"
+PIXEL_SCALE_KEY = Key.PIXEL_SCALE
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 

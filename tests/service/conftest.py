@@ -8,7 +8,6 @@ computation of the same function.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -23,6 +22,8 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
+from service.model_format import build_metadata
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,9 @@ def write_classifier(path: Path, *, instance_shape: tuple[int, ...] = (8, 8, 1),
     model.ir_version = 8
     if with_metadata:
         labels = labels if labels is not None else [str(i) for i in range(classes)]
-        props = {"lc2d.format_version": "1", "lc2d.model_name": name, "lc2d.input_name": "input",
-                 "lc2d.input_shape": json.dumps(list(instance_shape)), "lc2d.input_dtype": "float32",
-                 "lc2d.data_format": "channels_last", "lc2d.output_names": json.dumps(["probabilities"]),
-                 "lc2d.labels": json.dumps(labels), "lc2d.layers": "[]",
-                 "lc2d.versions": json.dumps({"lc2d": "0.1.0"}), "lc2d.parity_max_rel_error": "null"}
-        helper.set_model_props(model, props)
+        helper.set_model_props(model, build_metadata(
+            model_name=name, input_name="input", input_shape=instance_shape, output_names=["probabilities"],
+            labels=labels, versions={"lc2d-serve": "0.1.0"}))
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
