@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the redundant aliases mark re-exports for type checkers
     from export.errors import DenseKernelTooLargeError as DenseKernelTooLargeError
     from export.errors import ExportError as ExportError
     from export.errors import ParityError as ParityError
+    from export.errors import UnknownOutputsError as UnknownOutputsError
     from export.errors import UnsupportedLayersError as UnsupportedLayersError
     from export.lowerings.registry import POLICIES as POLICIES
     from export.lowerings.registry import STRATEGIES as STRATEGIES
@@ -30,7 +31,7 @@ _PUBLIC = {
     "ExportReport": "export.api", "to_onnx": "export.api", "ExportOptions": "export.options",
     "POLICIES": "export.lowerings.registry", "STRATEGIES": "export.lowerings.registry",
     "DenseKernelTooLargeError": "export.errors", "ExportError": "export.errors",
-    "ParityError": "export.errors",
+    "ParityError": "export.errors", "UnknownOutputsError": "export.errors",
     "UnsupportedLayersError": "export.errors",
 }
 __all__ = sorted(_PUBLIC)

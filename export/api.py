@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import onnx
 
 from export.auto import choose_strategy
-from export.errors import ExportError
+from export.errors import ExportError, UnknownOutputsError
 from export.graph import LoweredGraph, ModelWalk, lower_model, walk_model
 from export.lowerings import AUTO_POLICY, POLICIES, STRATEGIES, require_feasible, strategy_for
 from export.lowerings.base import LoweringContext
@@ -77,10 +78,11 @@ def to_onnx(model: Any, path: str | os.PathLike[str], options: ExportOptions | N
     options = options if options is not None else ExportOptions()
     _validate(options)
     ctx = LoweringContext(opset=options.opset, dense_budget_bytes=options.dense_budget_bytes)
+    model = sub_model(model, options.outputs)
     walk = walk_model(model)
     strategies, timings = _plan_strategies(walk, options, ctx)
     tolerance = options.tolerance or _default_tolerance(strategies)
-    graph = lower_model(walk, strategies, ctx)
+    graph = lower_model(walk, strategies, ctx, output_names=list(options.outputs) or None)
     desc = _describe(model, walk, graph, options.policy, strategies, timings, ctx.opset)
     target = Path(path)
     external = _initializer_bytes(graph.model) >= options.external_data_threshold
@@ -104,6 +106,34 @@ def _validate(options: ExportOptions) -> None:
     if options.opset > latest:
         raise ExportError(f"Invalid value for argument `opset`. Expected an integer from {MIN_OPSET} to "
                           f"{latest}. Received: opset={options.opset!r}")
+
+
+def sub_model(model: Any, outputs: Sequence[str]) -> Any:
+    """The part of ``model`` that computes the layers named in ``outputs`` (``model`` when empty).
+
+    The layers' output tensors are taken from the model's own graph (a layer of a loaded
+    Sequential can have several calls; ``layer.output`` would pick any one of them).
+
+    Raises:
+        UnknownOutputsError: a name that is not a layer of the model (the message lists them all).
+        ExportError: the model is not walkable, or a named layer is called more than once.
+    """
+    if not outputs:
+        return model
+    import keras
+
+    walk = walk_model(model)
+    calls: dict[str, list[Any]] = {}
+    for step in walk.steps:
+        calls.setdefault(step.layer.name, []).append(step)
+    unknown = [name for name in outputs if name not in calls]
+    if unknown:
+        raise UnknownOutputsError(unknown, list(calls), model.name)
+    shared = [name for name in outputs if len(calls[name]) > 1 or len(calls[name][0].outputs) != 1]
+    if shared:
+        raise ExportError(f"Expected output layers called once, with one output each. Received: {shared}")
+    tensors = [calls[name][0].outputs[0] for name in outputs]
+    return keras.Model(walk.input_tensor, tensors, name=model.name)
 
 
 def _default_tolerance(strategies: dict[str, str]) -> float:

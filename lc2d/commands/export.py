@@ -63,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", default=DEFAULTS.provider,
                         help="ONNX Runtime provider for the parity check and auto timings; "
                              "default: %(default)s")
+    parser.add_argument("--outputs", action="extend", nargs="+", default=[], metavar="LAYER",
+                        help="export the sub-model ending at these layers, in this order, each ONNX "
+                             "output named after its layer (repeatable: --outputs F7 --outputs L6); "
+                             "default: the model's own outputs")
     parser.add_argument("--report", type=Path, default=None, help="also write the report as JSON here")
 
 
@@ -94,7 +98,7 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
 
     try:
         return ExportOptions(policy=args.policy, opset=args.opset, check=args.check, provider=args.provider,
-                             dense_budget_bytes=int(args.dense_budget_mib * 2**20))
+                             dense_budget_bytes=int(args.dense_budget_mib * 2**20), outputs=args.outputs)
     except ExportError as err:
         raise UsageError(str(err)) from err
 

@@ -48,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
     from service.scoring import run_scoring_job
 
     job = model_from_args(ScoringJob, args, names=OPTION_NAMES)
-    if job.engine == "ray":
-        _require_ray()
     progress = _ProgressBar(enabled=not args.no_progress)
     try:
         summary = run_scoring_job(job, progress)
@@ -65,11 +63,3 @@ def run(args: argparse.Namespace) -> int:
           f"{summary.output} {summary.output_shape}; summary {job.summary_path}"
           + (f"; order {summary.order_file}" if summary.order_file else ""))
     return 0
-
-
-def _require_ray() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:
-        raise UsageError("--engine ray: expected Ray Data to be installed, received an environment "
-                         "without it; pip install 'lc2d-serve[ray]'")

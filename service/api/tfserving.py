@@ -30,9 +30,10 @@ from service.api.bodies import (
     require_media_type,
 )
 from service.api.routing import Call
-from service.contract import InputContract
+from service.contract import NO_LIMITS, InputContract, InputLimits
 from service.dataplane import DataPlane
 from service.errors import MalformedRequestError
+from service.registry import ModelVersion
 
 
 async def predict(call: Call) -> Response:
@@ -42,15 +43,16 @@ async def predict(call: Call) -> Response:
     ``{"outputs": ...}``, both with ``"labels"`` when the model has labels. ``Accept:
     application/x-npy`` answers the first output as ``.npy``.
     """
-    plane = call.plane
-    item = plane.find_ready(plane.default_model if call.name is None else call.name, call.version)
-    assert item.model is not None
-    contract = item.model.contract
-    request = call.request
+    async with call.plane.serving(call.name, call.version) as item:
+        return await _predict(call, item)
+
+
+async def _predict(call: Call, item: ModelVersion) -> Response:
+    plane, request, contract = call.plane, call.request, item.contract
     kind = require_media_type(request, (JSON, NPY), "tfserving")
     answer_as = preferred_response(request)
     body = await read_body(request, body_limit(plane.settings, kind))
-    batch, columnar = await off_loop(len(body), parse_predict_body, kind, body, contract)
+    batch, columnar = await off_loop(len(body), parse_predict_body, kind, body, contract, item.limits)
     outputs = await plane.infer(item, batch)
     headers = {"X-Model-Name": item.name, "X-Model-Version": item.version}
     if answer_as == NPY:
@@ -59,15 +61,16 @@ async def predict(call: Call) -> Response:
     return json_response(predict_answer(outputs, contract, columnar and kind == JSON), headers=headers)
 
 
-def parse_predict_body(kind: str, body: Body, contract: InputContract) -> tuple[np.ndarray, bool]:
+def parse_predict_body(kind: str, body: Body, contract: InputContract,
+                       limits: InputLimits = NO_LIMITS) -> tuple[np.ndarray, bool]:
     """Decodes and validates a predict body of media type ``kind`` (JSON or ``.npy``).
 
     Returns:
         The float32 batch and whether it came whole (columnar JSON or ``.npy``).
     """
     if kind == NPY:
-        return contract.validate_batch(parse_npy(body)), True
-    return parse_predict_json(parse_json(body), contract)
+        return contract.validate_batch(parse_npy(body), limits), True
+    return parse_predict_json(parse_json(body), contract, limits)
 
 
 def predict_request_docs(plane: DataPlane) -> dict[str, Any]:
@@ -93,7 +96,8 @@ def example_instance(plane: DataPlane) -> tuple[str, list[Any]]:
     return name, np.round(np.random.default_rng(0).random(shape), 3).tolist()
 
 
-def parse_predict_json(payload: Any, contract: InputContract) -> tuple[np.ndarray, bool]:
+def parse_predict_json(payload: Any, contract: InputContract, limits: InputLimits = NO_LIMITS
+                       ) -> tuple[np.ndarray, bool]:
     """Validates a TensorFlow Serving JSON body.
 
     Returns:
@@ -112,11 +116,11 @@ def parse_predict_json(payload: Any, contract: InputContract) -> tuple[np.ndarra
         instances = payload["instances"]
         if isinstance(instances, list) and any(isinstance(instance, dict) for instance in instances):
             instances = [_named_input(instance, contract, index) for index, instance in enumerate(instances)]
-        return contract.validate_instances(instances), False
+        return contract.validate_instances(instances, limits), False
     inputs = payload["inputs"]
     if isinstance(inputs, dict):
         inputs = _named_input(inputs, contract)
-    return contract.validate_batch(inputs), True
+    return contract.validate_batch(inputs, limits), True
 
 
 def predict_answer(outputs: dict[str, np.ndarray], contract: InputContract, columnar: bool) -> dict[str, Any]:

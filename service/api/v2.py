@@ -32,9 +32,10 @@ from service.api.bodies import (
 from service.api.routing import Call
 from service.api.tfserving import example_instance
 from service.classification import class_count, top_classes
-from service.contract import InputContract
-from service.dataplane import DataPlane, ServedModel
+from service.contract import NO_LIMITS, InputContract, InputLimits
+from service.dataplane import DataPlane
 from service.errors import DtypeError, MalformedRequestError, ShapeMismatchError
+from service.registry import ModelVersion
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # Open Inference Protocol datatypes -> NumPy dtypes accepted for the (float32) input.
@@ -76,14 +77,17 @@ async def model_ready(call: Call) -> Response:
 async def infer(call: Call) -> Response:
     """Runs inference on JSON tensors or binary tensors (``Inference-Header-Content-Length``)."""
     assert call.name is not None
-    item = call.plane.find_ready(call.name, call.version)
-    assert item.model is not None
+    async with call.plane.serving(call.name, call.version) as item:
+        return await _infer(call, item)
+
+
+async def _infer(call: Call, item: ModelVersion) -> Response:
     request = call.request
     require_media_type(request, (JSON, OCTET), "v2")
     header_length = request.headers.get(HEADER_LENGTH)
     limit = body_limit(call.plane.settings, JSON if header_length is None else OCTET)
     body = await read_body(request, limit)
-    parsed = await off_loop(len(body), parse_infer_body, body, header_length, item.model.contract)
+    parsed = await off_loop(len(body), parse_infer_body, body, header_length, item.contract, item.limits)
     outputs = await call.plane.infer(item, parsed.batch)
     return infer_response(item, outputs, parsed)
 
@@ -110,10 +114,11 @@ class InferRequest:
     """Output name -> k, for outputs asked as top-k classes (the classification extension)."""
 
 
-def parse_infer_body(body: Body, header_length: str | None, contract: InputContract) -> InferRequest:
+def parse_infer_body(body: Body, header_length: str | None, contract: InputContract,
+                     limits: InputLimits = NO_LIMITS) -> InferRequest:
     """Decodes and validates an ``infer`` body (JSON, or JSON header plus binary tensors)."""
     header, binary = split_body(body, header_length)
-    return parse_infer_request(parse_json(header), binary, contract)
+    return parse_infer_request(parse_json(header), binary, contract, limits)
 
 
 def split_body(body: Body, header_length: str | None) -> tuple[Body, Body | memoryview]:
@@ -128,26 +133,26 @@ def split_body(body: Body, header_length: str | None) -> tuple[Body, Body | memo
     return body[:length], memoryview(body)[length:]
 
 
-def parse_infer_request(payload: Any, binary: Body | memoryview, contract: InputContract) -> InferRequest:
+def parse_infer_request(payload: Any, binary: Body | memoryview, contract: InputContract,
+                        limits: InputLimits = NO_LIMITS) -> InferRequest:
     """Validates an ``infer`` JSON header (and its binary tensors) against the model's contract."""
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise MalformedRequestError('expected a JSON object with an "inputs" list', expected="inputs")
     tensors = payload["inputs"]
     check_input_names([t.get("name") if isinstance(t, dict) else None for t in tensors], contract)
     array = _tensor_array(tensors[0], binary)
-    batch = contract.validate_batch(array)
+    batch = contract.validate_batch(array, limits)
     parameters = _parameters(payload, "the request")
     return InferRequest(batch, _request_id(payload), *_requested_outputs(payload, contract, parameters))
 
 
-def infer_response(item: ServedModel, outputs: dict[str, np.ndarray], parsed: InferRequest) -> Response:
+def infer_response(item: ModelVersion, outputs: dict[str, np.ndarray], parsed: InferRequest) -> Response:
     """JSON tensors, or a JSON header followed by raw bytes for outputs asked as binary."""
     entries: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name in parsed.outputs:
         if name in parsed.classes:
-            classes = top_classes(outputs[name], parsed.classes[name], item.model.contract.labels
-                                  if item.model is not None else None, name)
+            classes = top_classes(outputs[name], parsed.classes[name], item.contract.labels, name)
             entry, raw = _bytes_entry(name, classes, name in parsed.binary_outputs)
         else:
             entry, raw = _fp32_entry(name, outputs[name], name in parsed.binary_outputs)

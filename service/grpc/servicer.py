@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import json_format
 
 from service.api.v2 import check_input_names, check_output_names
 from service.classification import class_count, top_classes
 from service.contract import InputContract
-from service.dataplane import DataPlane, ServedModel
-from service.errors import ServiceError
+from service.dataplane import DataPlane
+from service.errors import MalformedRequestError, ServiceError
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
 from service.grpc.status import grpc_code, trailing_metadata
 from service.grpc.tensors import add_output, parameter_value, request_arrays
+from service.registry import ModelVersion
 
 logger = logging.getLogger("lc2d.service")
 Request = TypeVar("Request")
@@ -101,36 +104,87 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     @rpc
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
-        item = self.plane.find_ready(request.model_name, request.model_version or None)
-        assert item.model is not None
-        contract = item.model.contract
-        check_input_names([tensor.name for tensor in request.inputs], contract)
-        batch = contract.validate_batch(request_arrays(request)[0])
-        wanted = _requested_outputs(request, contract)
-        outputs = await self.plane.infer(item, batch, context.time_remaining())
-        response = pb.ModelInferResponse(model_name=item.name, model_version=item.version, id=request.id)
-        raw = len(request.raw_input_contents) > 0
-        for name, k in wanted:
-            array = outputs[name] if k is None else top_classes(outputs[name], k, contract.labels, name)
-            add_output(response, name, array, raw)
-        return response
+        async with self.plane.serving(request.model_name, request.model_version or None) as item:
+            contract = item.contract
+            check_input_names([tensor.name for tensor in request.inputs], contract)
+            batch = contract.validate_batch(request_arrays(request)[0], item.limits)
+            wanted = _requested_outputs(request, contract)
+            outputs = await self.plane.infer(item, batch, context.time_remaining())
+            response = pb.ModelInferResponse(model_name=item.name, model_version=item.version, id=request.id)
+            raw = len(request.raw_input_contents) > 0
+            for name, k in wanted:
+                array = outputs[name] if k is None else top_classes(outputs[name], k, contract.labels, name)
+                add_output(response, name, array, raw)
+            return response
 
     @rpc
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> pb.ModelConfigResponse:
         item = self.plane.find_ready(request.name, request.version or None)
-        assert item.model is not None
         return pb.ModelConfigResponse(config=_model_config(item, self.plane))
 
     @rpc
     async def ModelStatistics(self, request: pb.ModelStatisticsRequest,
                               context: Any) -> pb.ModelStatisticsResponse:
-        if not request.name:
-            items = self.plane.all_models()
-        elif request.version:
-            items = [self.plane.find(request.name, request.version)]
-        else:
-            items = list(self.plane.versions(request.name).values())
-        return pb.ModelStatisticsResponse(model_stats=[_statistics(item, self.plane) for item in items])
+        stats = self.plane.registry.stats(request.name or None, request.version or None)
+        return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
+
+    @rpc
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest,
+                              context: Any) -> pb.RepositoryIndexResponse:
+        _check_repository(request.repository_name)
+        rows = [row for row in self.plane.registry.index() if not request.ready or row.state == "READY"]
+        return pb.RepositoryIndexResponse(models=[
+            pb.RepositoryIndexResponse.ModelIndex(name=row.name, version=row.version or "", state=row.state,
+                                                  reason=row.reason) for row in rows])
+
+    @rpc
+    async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest,
+                                  context: Any) -> pb.RepositoryModelLoadResponse:
+        _check_repository(request.repository_name)
+        parameters = {key: parameter_value(value) for key, value in request.parameters.items()}
+        override = _config_override(parameters)
+        await self.plane.registry.load(request.model_name, override)
+        return pb.RepositoryModelLoadResponse()
+
+    @rpc
+    async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest,
+                                    context: Any) -> pb.RepositoryModelUnloadResponse:
+        _check_repository(request.repository_name)
+        unknown = sorted(set(request.parameters) - {"unload_dependents"})  # no model has dependents
+        if unknown:
+            raise MalformedRequestError(f"unknown unload parameters {unknown}, expected none or "
+                                        f"['unload_dependents']", expected=["unload_dependents"],
+                                        received=unknown)
+        await self.plane.registry.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def _check_repository(name: str) -> None:
+    """The server has one repository: a request naming another is refused, not ignored."""
+    if name:
+        raise MalformedRequestError(f"this server has one model repository; expected an empty "
+                                    f"repository_name, received {name!r}", expected="", received=name)
+
+
+def _config_override(parameters: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``config`` parameter of a load request (a JSON model configuration), or None."""
+    unknown = sorted(set(parameters) - {"config"})
+    if unknown:
+        raise MalformedRequestError(f"unknown load parameters {unknown}, expected none or ['config'] "
+                                    f"(a JSON model configuration); model files cannot be uploaded",
+                                    expected=["config"], received=unknown)
+    if "config" not in parameters:
+        return None
+    try:
+        override = json.loads(parameters["config"])
+    except (TypeError, json.JSONDecodeError) as err:
+        raise MalformedRequestError(f"the load parameter config is not a JSON object: {err}",
+                                    expected="JSON object") from err
+    if not isinstance(override, dict):
+        raise MalformedRequestError(f"the load parameter config must be a JSON object, received "
+                                    f"{type(override).__name__}", expected="object",
+                                    received=type(override).__name__)
+    return override
 
 
 def _requested_outputs(request: pb.ModelInferRequest,
@@ -146,35 +200,23 @@ def _requested_outputs(request: pb.ModelInferRequest,
     return wanted
 
 
-def _model_config(item: ServedModel, plane: DataPlane) -> pb.ModelConfig:
-    """The Triton-style configuration of a model version, filled from its contract and the settings."""
-    assert item.model is not None
-    contract = item.model.contract
+def _model_config(item: ModelVersion, plane: DataPlane) -> pb.ModelConfig:
+    """The Triton-style configuration of a model version, filled from its contract and config."""
+    contract = item.contract
     metadata = plane.model_metadata(item.name, item.version)
     dims = [-1 if d is None else int(d) for d in contract.instance_shape]
+    image_format = _FORMATS.get(contract.data_format or "", pb.ModelInput.FORMAT_NONE) if len(dims) == 3 \
+        else pb.ModelInput.FORMAT_NONE
     config = pb.ModelConfig(
         name=item.name, platform=metadata["platform"], backend="onnxruntime",
-        max_batch_size=plane.settings.max_batch_size,
+        max_batch_size=item.config.max_batch_size,
         input=[pb.ModelInput(name=contract.input_name, data_type=pb.TYPE_FP32, dims=dims,
-                             format=_FORMATS.get(contract.data_format or "", pb.ModelInput.FORMAT_NONE)
-                             if len(dims) == 3 else pb.ModelInput.FORMAT_NONE)],
+                             format=image_format)],
         output=[pb.ModelOutput(name=o["name"], data_type=_DATATYPES.get(o["datatype"], pb.TYPE_INVALID),
                                dims=o["shape"][1:]) for o in metadata["outputs"]],
         dynamic_batching=pb.ModelDynamicBatching(
-            max_queue_delay_microseconds=int(plane.settings.max_delay_ms * 1000)))
+            max_queue_delay_microseconds=int(item.config.max_delay_ms * 1000)))
     config.parameters["version"].string_value = item.version
     if contract.labels:
         config.parameters["labels"].string_value = ",".join(contract.labels)
     return config
-
-
-def _statistics(item: ServedModel, plane: DataPlane) -> pb.ModelStatistics:
-    """Counts and times of one model version, read from the metrics the data plane records."""
-    labels = {"model": item.name, "version": item.version}
-    sample = plane.metrics.sample
-    runs = int(sample("lc2d_batch_duration_seconds_count", **labels))
-    run_ns = int(sample("lc2d_batch_duration_seconds_sum", **labels) * 1e9)
-    return pb.ModelStatistics(
-        name=item.name, version=item.version,
-        inference_count=int(sample("lc2d_inferences_total", **labels)), execution_count=runs,
-        inference_stats=pb.InferStatistics(compute_infer=pb.StatisticDuration(count=runs, ns=run_ns)))

@@ -14,21 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from service.providers import Device
-from service.runtime import load_model
+from service.scoring.engines import ENGINES, EngineName
 from service.scoring.errors import ScoringInputError
-from service.scoring.local import score_local
-from service.scoring.scorer import BatchScorer, check_source
+from service.scoring.scorer import check_source, pick_output
 from service.scoring.sources import RowSource, open_source
 from service.scoring.writer import NpyRowWriter, WriterStats
-
-EngineName = Literal["local", "ray"]
 
 
 @pydantic_dataclass(frozen=True, config=ConfigDict(use_attribute_docstrings=True))
@@ -180,52 +177,38 @@ def run_scoring_job(job: ScoringJob, progress: Progress | None = None,
     """
     began = time.perf_counter()
     _check_paths(job)
-    model = load_model(job.model_path, job.device, 1 if job.engine == "ray" else job.threads)
-    scorer = BatchScorer.for_model(model, job.output_name, job.allow_non_finite)
-    source = open_source(job.input_path, model.contract, job.key)
-    check_source(model.contract, source)
-    sink = OutputSink(job.output_path, source.shape[0])
-    sink.on_write = on_write
-    if progress is not None:
-        progress.start(source.shape[0], source.description)
-    scoring_began = time.perf_counter()
+    engine = ENGINES[job.engine](job)
+    contract = engine.contract  # what the file says; each engine's BatchScorer applies the NaN policy
+    output_name = pick_output(contract, job.output_name)
+    source = open_source(job.input_path, contract, job.key)
     try:
-        count = _run_engine(job, scorer, source, sink, progress)
-        assert sink.writer is not None
-        writes = sink.writer.stats.writes
-        sink.writer.commit()
+        check_source(contract, source)
+        sink = OutputSink(job.output_path, source.shape[0])
+        sink.on_write = on_write
+        if progress is not None:
+            progress.start(source.shape[0], source.description)
+        scoring_began = time.perf_counter()
+        try:
+            count = engine.score(source, output_name, sink, progress.advance if progress else None)
+            assert sink.writer is not None
+            writes = sink.writer.stats.writes
+            sink.writer.commit()
+        finally:
+            if sink.writer is not None:
+                sink.writer.abort()  # no-op after commit; deletes the partial file after a failure
     finally:
-        if sink.writer is not None:
-            sink.writer.abort()  # no-op after commit; deletes the partial file after a failure
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
+        source.close()
     scoring_time = time.perf_counter() - scoring_began
-    order_file = _write_order(job, source)
     summary = ScoringSummary(
-        count=count, output_shape=list(sink.writer.shape), output_name=scorer.output_name,
+        count=count, output_shape=list(sink.writer.shape), output_name=output_name,
         throughput_rows_per_s=count / scoring_time if scoring_time > 0 else 0.0,
         scoring_time_s=scoring_time, wall_time_s=time.perf_counter() - began,
-        model=str(job.model_path), model_name=model.contract.model_name, providers=model.providers,
+        model=str(job.model_path), model_name=contract.model_name, providers=engine.providers,
         engine=job.engine, batch_size=job.batch_size, input=source.description,
-        output=str(job.output_path), writes=writes, order_file=order_file,
-        extra={"actors": job.actors, "ray_address": job.ray_address} if job.engine == "ray" else {})
+        output=str(job.output_path), writes=writes, order_file=_write_order(job, source),
+        extra=engine.summary_extra())
     job.summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
-
-
-def _run_engine(job: ScoringJob, scorer: BatchScorer, source: RowSource, sink: OutputSink,
-                progress: Progress | None) -> int:
-    on_rows = progress.advance if progress is not None else None
-    if job.engine == "local":
-        return score_local(scorer, source, job.batch_size, sink, on_rows)
-    from service.scoring.ray_engine import ActorSettings, score_with_ray
-
-    settings = ActorSettings(model_path=str(job.model_path.resolve()), device=job.device,
-                             threads=job.threads or 1, output_name=scorer.output_name,
-                             allow_non_finite=job.allow_non_finite, batch_size=job.batch_size)
-    return score_with_ray(settings, source, sink, actors=job.actors, address=job.ray_address,
-                          on_rows=on_rows)
 
 
 def _check_paths(job: ScoringJob) -> None:

@@ -36,7 +36,11 @@ _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip local file header (PKZIP 
 
 
 class RowSource(Protocol):
-    """Rows to score, read a slice at a time."""
+    """Rows to score, read a slice at a time.
+
+    A source must pickle (a Ray read task carries it to a worker): it drops its open handles
+    when pickled (``__getstate__``) and reopens them on the next :meth:`read`.
+    """
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -60,6 +64,9 @@ class RowSource(Protocol):
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Returns rows ``[start, stop)`` as a new array."""
+
+    def close(self) -> None:
+        """Releases open files; a later :meth:`read` reopens them."""
 
 
 @dataclass
@@ -179,6 +186,9 @@ class ImageFolderRows:
         for i, name in enumerate(self.files[start:stop]):
             rows[i] = read_image(self.folder / name, self.layout)
         return rows
+
+    def close(self) -> None:
+        """Nothing to release: each image file is opened and closed as it is decoded."""
 
 
 def open_source(path: str | Path, contract: InputContract, key: str | None = None) -> RowSource:

@@ -70,6 +70,16 @@ def _serve_args(argv: list[str]) -> Any:
     return build_parser().parse_args(argv[1:])
 
 
+def _serve_settings(argv: list[str]) -> Any:
+    """The ServeSettings ``lc2d serve`` builds from ``argv`` (the CLI's own parser and model)."""
+    from lc2d.options import model_from_args
+    from service.settings import ServeSettings
+
+    args = _serve_args(argv)
+    assert args.verb == "serve"
+    return model_from_args(ServeSettings, args)
+
+
 # --- Dockerfile --------------------------------------------------------------------------------
 
 def test_parse_dockerfile_serving_stage_is_last(dockerfile: cf.Dockerfile) -> None:
@@ -87,9 +97,8 @@ def test_cmd_entry_point_is_the_lc2d_console_script(serve_stage: cf.Stage, pypro
 
 
 def test_cmd_parses_as_lc2d_serve_on_all_interfaces(serve_stage: cf.Stage) -> None:
-    args = _serve_args(_cmd(serve_stage))
-    assert args.verb == "serve"
-    assert (args.host, Path(args.model_repository)) == ("0.0.0.0", Path("/models"))  # options stay text
+    settings = _serve_settings(_cmd(serve_stage))
+    assert (settings.host, settings.model_repository) == ("0.0.0.0", Path("/models"))
 
 
 def _exposed_ports(stage: cf.Stage) -> list[int]:
@@ -100,8 +109,8 @@ def _exposed_ports(stage: cf.Stage) -> list[int]:
 
 def test_expose_ports_match_cmd_http_and_grpc_ports_and_healthcheck_port(serve_stage: cf.Stage) -> None:
     http, grpc = _exposed_ports(serve_stage)
-    args = _serve_args(_cmd(serve_stage))
-    assert (http, grpc) == (int(args.port), int(args.grpc_port))
+    settings = _serve_settings(_cmd(serve_stage))
+    assert (http, grpc) == (settings.port, settings.grpc_port)
     assert http == int(_healthcheck_url(serve_stage).group("port"))
 
 
@@ -112,7 +121,7 @@ def test_healthcheck_path_is_the_readiness_route_of_the_app(serve_stage: cf.Stag
     from service.settings import ServeSettings
 
     path = _healthcheck_url(serve_stage).group("path")
-    app = create_app(ServeSettings(model_repository=Path("/models")), served=[])
+    app = create_app(ServeSettings(model_repository=Path("/models")), load_models=False)
     assert "get" in app.openapi()["paths"].get(path, {}), f"{path} is not a GET route of the app"
     with TestClient(app) as client:  # no model loaded: the readiness route must say "not ready"
         answer = client.get(path)
@@ -244,7 +253,7 @@ def test_compose_healthcheck_matches_dockerfile(compose: dict[str, Any], serve_s
 
 def test_compose_volume_mounts_the_cmd_model_repository(compose: dict[str, Any],
                                                         serve_stage: cf.Stage) -> None:
-    repository = str(_serve_args(_cmd(serve_stage)).model_repository)
+    repository = str(_serve_settings(_cmd(serve_stage)).model_repository)
     for name in ("serve", "serve-gpu", "score"):
         targets = [v.split(":")[1] for v in cf.with_defaults(compose["services"][name]["volumes"])]
         assert repository in targets, f"{name} does not mount {repository}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,27 @@ def test_open_image_folder_raises_for_a_model_with_two_channels(tmp_path: Path) 
     contract = InputContract(input_name="input", instance_shape=(8, 8, 2))
     with pytest.raises(ScoringInputError, match="1, 3 or 4 channels"):
         open_source(tmp_path, contract)
+
+
+@pytest.mark.parametrize("kind", ["npy", "npz-stored", "npz-compressed", "images"])
+def test_every_source_pickles_closes_and_reads_again(tmp_path: Path, rng: np.random.Generator,
+                                                     kind: str) -> None:
+    pixels = rng.integers(0, 256, size=(6, 8, 8), dtype=np.uint8)
+    x = pixels.astype(np.float32)[..., None] / np.float32(255)
+    if kind == "images":
+        for i, image in enumerate(pixels):
+            Image.fromarray(image, mode="L").save(tmp_path / f"{i}.png")
+        path = tmp_path
+    elif kind == "npy":
+        np.save(path := tmp_path / "x.npy", x)
+    else:
+        save = np.savez if kind == "npz-stored" else np.savez_compressed
+        save(path := tmp_path / "x.npz", x=x)
+    source = open_source(path, CONTRACT)
+    np.testing.assert_array_equal(source.read(1, 3), x[1:3])  # opens its files
+    copy = pickle.loads(pickle.dumps(source))  # what a Ray read task does
+    np.testing.assert_array_equal(copy.read(2, 6), x[2:6])
+    source.close()
+    np.testing.assert_array_equal(source.read(0, 6), x)  # reopens after close
+    source.close()
+    copy.close()

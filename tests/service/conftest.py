@@ -8,6 +8,7 @@ computation of the same function.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -123,7 +124,8 @@ def plain_model(model_dir: Path) -> WrittenModel:
 
 @pytest.fixture(scope="session")
 def model_repository(model_dir: Path) -> dict[str, WrittenModel | Path]:
-    """A repository: tiny versions 1 and 2 (different weights), plain version 3, broken version 1."""
+    """A repository: tiny versions 1 and 2 (different weights, both served: its config.json says
+    ``{"version_policy": {"all": true}}``), plain version 3, broken version 1."""
     root = model_dir / "repository"
     v1 = root / "tiny" / "1" / "model.onnx"
     v2 = root / "tiny" / "2" / "model.onnx"
@@ -138,6 +140,7 @@ def model_repository(model_dir: Path) -> dict[str, WrittenModel | Path]:
     }
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"this is not an ONNX protobuf")
+    (root / "tiny" / "config.json").write_text(json.dumps({"version_policy": {"all": True}}))
     return models
 
 
@@ -209,3 +212,9 @@ def start_server() -> Iterator[object]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def write_model() -> object:
+    """:func:`write_classifier`, for tests that build their own repositories."""
+    return write_classifier

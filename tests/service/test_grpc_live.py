@@ -271,3 +271,32 @@ def test_sigterm_finishes_grpc_calls_in_flight_then_exits(start_server, tiny_mod
     with pytest.raises(InferenceServerException):
         client.is_server_live(client_timeout=2)
     client.close()
+
+
+def test_repository_rpcs_index_unload_and_load_models(start_server, model_repository, client) -> None:
+    with pytest.raises(InferenceServerException) as refused:  # live_server: model control mode none
+        client.load_model("tiny")
+    assert refused.value.status() == "StatusCode.FAILED_PRECONDITION"
+    server = start_server("--model-repository", str(model_repository["root"]), "--model-control-mode",
+                          "explicit")
+    repository = triton.InferenceServerClient(server.grpc_address)
+    index = repository.get_model_repository_index(as_json=True)["models"]
+    states = {(row["name"], row.get("version")): row["state"] for row in index}
+    assert states[("tiny", "2")] == "READY" and states[("plain", "3")] == "READY"
+    assert repository.is_model_ready("tiny")
+    repository.unload_model("tiny")
+    assert not repository.is_model_ready("tiny", "2")
+    with pytest.raises(InferenceServerException) as unloaded:
+        repository.infer("tiny", [fp32_input(np.ones((1, 8, 8, 1), np.float32))])
+    assert unloaded.value.status() in ("StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND")
+    repository.load_model("tiny")
+    assert repository.is_model_ready("tiny")
+    answer = repository.infer("tiny", [fp32_input(np.ones((1, 8, 8, 1), np.float32))])
+    assert answer.as_numpy("probabilities").shape == (1, 10)
+    with pytest.raises(InferenceServerException) as missing:
+        repository.load_model("nope")
+    assert missing.value.status() == "StatusCode.NOT_FOUND"
+    with pytest.raises(InferenceServerException) as bad_config:
+        repository.load_model("tiny", config="not json")
+    assert bad_config.value.status() == "StatusCode.INVALID_ARGUMENT"
+    repository.close()

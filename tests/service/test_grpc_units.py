@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 import service.errors as errors
+from service.app import create_registry
 from service.classification import class_count, top_classes
-from service.dataplane import DataPlane, load_served_models
+from service.dataplane import DataPlane
 from service.errors import DeadlineExceededError, DtypeError, MalformedRequestError, ServiceError
 from service.grpc import inference_pb2 as pb
 from service.grpc.status import GRPC_CODES, grpc_code
 from service.grpc.tensors import CONTENTS_FIELD, add_output, request_arrays
 from service.metrics import ServiceMetrics
-from service.repository import sources_from_files
 from service.settings import ServeSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -109,15 +109,18 @@ def test_top_classes_match_a_numpy_sort_and_refuse_other_shapes(rng) -> None:
 def test_a_shorter_client_deadline_governs_the_request(tiny_model) -> None:
     settings = ServeSettings(model=[tiny_model.path], max_delay_ms=1500, request_timeout_ms=30_000,
                              device="cpu", threads=1)
-    plane = DataPlane(load_served_models(sources_from_files([tiny_model.path]), settings), settings,
-                      ServiceMetrics())
+    metrics = ServiceMetrics()
+    registry = create_registry(settings, metrics)
+    registry.load_all()
+    plane = DataPlane(registry, settings, metrics)
 
     async def scenario() -> float:
         await plane.start()
         started = time.perf_counter()
         try:
-            with pytest.raises(DeadlineExceededError):
-                await plane.infer(plane.find_ready("tiny"), np.ones((1, 8, 8, 1), np.float32), deadline_s=0.2)
+            async with plane.serving("tiny") as item:
+                with pytest.raises(DeadlineExceededError):
+                    await plane.infer(item, np.ones((1, 8, 8, 1), np.float32), deadline_s=0.2)
             return time.perf_counter() - started
         finally:
             await plane.stop()
