@@ -18,10 +18,11 @@ from contextlib import asynccontextmanager, contextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lc2d import __version__
 from service.api.fastpath import FastPathDispatch
 from service.api.routes import ROUTES
 from service.api.routing import build_router, install_error_handlers
-from service.dataplane import SERVER_VERSION, DataPlane
+from service.dataplane import DataPlane
 from service.grpc.server import GrpcServer
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
@@ -78,7 +79,7 @@ def create_app(settings: ServeSettings, *, load_models: bool = True, serve_grpc:
         # both at once: calls in flight wait on the batchers that plane.stop() finishes
         await asyncio.gather(grpc_server.stop(settings.drain_timeout_s), plane.stop())
 
-    app = FastAPI(title="lc2d-serve", version=SERVER_VERSION, lifespan=lifespan,
+    app = FastAPI(title="lc2d-serve", version=__version__, lifespan=lifespan,
                   description="LocallyConnected2D models exported to ONNX, served by ONNX Runtime "
                               "with dynamic batching. Speaks TensorFlow Serving's REST predict "
                               "format and the Open Inference Protocol (KServe v2).")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lc2d import __version__
 from service.errors import ModelNotFoundError, ModelNotReadyError
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry, ModelVersion, VersionState
@@ -24,7 +25,6 @@ from service.settings import ServeSettings
 
 logger = logging.getLogger("lc2d.service")
 SERVER_NAME = "lc2d-serve"
-SERVER_VERSION = "0.1.0"
 EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "statistics")
 """Open Inference Protocol extensions: binary tensors (HTTP), top-k classes (HTTP and gRPC),
 model configuration and statistics (gRPC)."""
@@ -113,7 +113,7 @@ class DataPlane:
         return not self._stopping and self.registry.any_ready
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
+        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Open Inference Protocol model metadata, plus lc2d details under ``parameters``."""

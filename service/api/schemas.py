@@ -1,17 +1,24 @@
 """Schemas of the 200 answers, for the OpenAPI document.
 
 Endpoints build their JSON with orjson directly (fast, NumPy-aware); these models only describe
-it. Tests compare them with real answers (tests/service/test_openapi.py).
+it. Tests check real answers against them (tests/service/test_openapi.py); they forbid
+undocumented fields, so an answer that grows a field fails there until its schema has it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class PredictResponse(BaseModel):
+class Schema(BaseModel):
+    """Base of the answer schemas: a field the server sends must be documented here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictResponse(Schema):
     """TensorFlow Serving's answer: ``predictions`` (row format) or ``outputs`` (columnar format)."""
 
     predictions: list[Any] | None = Field(
@@ -21,7 +28,7 @@ class PredictResponse(BaseModel):
                                      description="top label per instance, when the model has labels")
 
 
-class ServerMetadata(BaseModel):
+class ServerMetadata(Schema):
     """Open Inference Protocol server metadata."""
 
     name: str
@@ -29,19 +36,19 @@ class ServerMetadata(BaseModel):
     extensions: list[str]
 
 
-class Liveness(BaseModel):
+class Liveness(Schema):
     """The process runs."""
 
     live: bool
 
 
-class Readiness(BaseModel):
+class Readiness(Schema):
     """Whether the server can answer inference requests."""
 
     ready: bool
 
 
-class ModelReadiness(BaseModel):
+class ModelReadiness(Schema):
     """Whether one model version can answer inference requests."""
 
     name: str
@@ -49,7 +56,7 @@ class ModelReadiness(BaseModel):
     ready: bool
 
 
-class TensorMetadata(BaseModel):
+class TensorMetadata(Schema):
     """One input or output: name, Open Inference Protocol datatype, shape (-1: any size)."""
 
     name: str
@@ -57,7 +64,7 @@ class TensorMetadata(BaseModel):
     shape: list[int]
 
 
-class ModelParameters(BaseModel):
+class ModelParameters(Schema):
     """lc2d details of a served model version."""
 
     version: str
@@ -68,7 +75,7 @@ class ModelParameters(BaseModel):
     metadata: dict[str, str]
 
 
-class ModelMetadata(BaseModel):
+class ModelMetadata(Schema):
     """Open Inference Protocol model metadata."""
 
     name: str
@@ -79,7 +86,7 @@ class ModelMetadata(BaseModel):
     parameters: ModelParameters
 
 
-class OutputTensor(BaseModel):
+class OutputTensor(Schema):
     """One output: its values in ``data``, or ``parameters.binary_data_size`` bytes after the header."""
 
     name: str
@@ -89,7 +96,7 @@ class OutputTensor(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
-class InferResponse(BaseModel):
+class InferResponse(Schema):
     """Open Inference Protocol inference answer (the JSON header, with binary outputs)."""
 
     model_name: str
