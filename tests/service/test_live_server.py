@@ -172,7 +172,7 @@ def test_serve_start_up_failure_prints_one_line_and_exits_2(tiny_model, args, fr
         pytest.skip(f"this machine has {fragment}")
     if "--model" not in args:
         args = ["--model", str(tiny_model.path), *args]
-    result = subprocess.run([sys.executable, "-m", "lc2d", "serve", "--port", "0", *args],
+    result = subprocess.run([sys.executable, "-m", "lc2d", "serve", "--port", "0", "--grpc-port", "0", *args],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
