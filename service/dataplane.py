@@ -10,7 +10,6 @@ state, is the model registry's business (``service.registry``).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -148,13 +147,7 @@ class DataPlane:
         """
         if item.batcher is None or item.batcher.closing:
             raise ModelNotReadyError(item.not_ready_message())
-        started = time.perf_counter()
-        try:
-            outputs = await item.batcher.submit(batch, timeout_s=item.config.request_timeout_ms / 1000.0)
-        except BaseException:
-            item.stats.request_done(time.perf_counter() - started, ok=False)
-            raise
-        item.stats.request_done(time.perf_counter() - started, ok=True)
+        outputs = await item.batcher.submit(batch, timeout_s=item.config.request_timeout_ms / 1000.0)
         self.metrics.inferred(item.name, item.version, len(batch))
         return outputs
 

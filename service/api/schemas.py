@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, RootModel
 
 
 class PredictResponse(BaseModel):
@@ -96,3 +96,61 @@ class InferResponse(BaseModel):
     model_version: str
     id: str | None = None
     outputs: list[OutputTensor]
+
+
+class RepositoryEntry(BaseModel):
+    """One model version in the repository index (a model never loaded has no ``version``)."""
+
+    name: str
+    version: str | None = None
+    state: str = Field(description="LOADING, WARMING, READY, DRAINING, UNLOADED or FAILED")
+    reason: str = Field(description="why it is not ready, or what went wrong around it while it serves")
+
+
+class RepositoryIndex(RootModel[list[RepositoryEntry]]):
+    """Every model and version the server knows, with state and reason."""
+
+
+class ModelControlAnswer(BaseModel):
+    """The model's versions after a load or unload."""
+
+    name: str
+    versions: list[RepositoryEntry]
+
+
+class ModelConfigAnswer(BaseModel):
+    """The configuration a model is served with: its config.json over the server's flags."""
+
+    model_config = {"extra": "allow"}
+
+    name: str
+    version_policy: dict[str, Any]
+    max_batch_size: int
+    warmup: list[int]
+
+
+class DurationStat(BaseModel):
+    """A count and its cumulative time in nanoseconds."""
+
+    count: int
+    ns: int
+
+
+class VersionStatistics(BaseModel):
+    """Inference statistics of one model version (Triton's layout)."""
+
+    name: str
+    version: str
+    last_inference: int = Field(description="milliseconds since the epoch")
+    inference_count: int = Field(description="instances inferred")
+    execution_count: int = Field(description="model runs (batches)")
+    inference_stats: dict[str, DurationStat] = Field(
+        description="success, fail, queue, compute_input (merge), compute_infer (run), "
+                    "compute_output (split), cache_hit, cache_miss")
+    batch_stats: list[Any]
+
+
+class InferenceStatistics(BaseModel):
+    """Statistics of every version asked for."""
+
+    model_stats: list[VersionStatistics]
