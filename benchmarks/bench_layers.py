@@ -25,6 +25,7 @@ import gc
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.floors import MachineFloors, floor_ms, measure_floors
-from benchmarks.timing import Timing, TimingPolicy, measure
+from benchmarks.timing import Timing, TimingPolicy, measure, round_policy, sample
 from benchmarks.workloads import (
     DEFAULT_WORKLOADS,
     TF_KERAS_SPARSE_MAX_INDICES,
@@ -154,6 +155,7 @@ class Runner:
     """A workload built once per method: ``timed(batch, policy)`` -> (first output, timing)."""
 
     timed: Callable[[np.ndarray, TimingPolicy], tuple[np.ndarray, Timing]]
+    call: Callable[[np.ndarray], object] | None = None  # one forward pass, for interleaved timing
     details: dict[str, Any] = field(default_factory=dict)
     keep: list[Any] = field(default_factory=list)  # objects the runner needs alive
 
@@ -168,7 +170,7 @@ def keras_runner(model: Any) -> Runner:
         output = call(tf.constant(x))
         return output, measure(lambda: call(tf.constant(x)), policy)
 
-    return Runner(timed, keep=[model])
+    return Runner(timed, call=lambda x: call(tf.constant(x)), keep=[model])
 
 
 @dataclass(frozen=True)
@@ -195,10 +197,12 @@ Timed = tuple[np.ndarray, Timing] | str  # a file's output and timing, or why it
 
 
 def time_onnx_files(paths: Sequence[Path], x: np.ndarray, threads: int, policy: TimingPolicy,
-                    rounds: int) -> list[Timed]:
+                    rounds: int, between: Callable[[int], object] | None = None) -> list[Timed]:
     """Output and timing of every file on ``x`` (or why it failed), timed side by side in a child.
 
-    See :mod:`benchmarks.onnx_timer`: one fresh process, ``rounds`` interleaved rounds.
+    See :mod:`benchmarks.onnx_timer`: one fresh process, ``rounds`` interleaved rounds. With
+    ``between``, the child runs stepwise: before each of its rounds this process runs
+    ``between(r)`` (e.g. times tf_keras), while the child waits with its threads asleep.
     """
     import json
 
@@ -207,15 +211,30 @@ def time_onnx_files(paths: Sequence[Path], x: np.ndarray, threads: int, policy: 
         np.save(work / "batch.npy", x)
         command = [sys.executable, "-m", "benchmarks.onnx_timer", str(work / "batch.npy"), str(work),
                    *map(str, paths), "--threads", str(threads), "--policy", json.dumps(vars(policy)),
-                   "--rounds", str(rounds)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False,
-                              cwd=Path(__file__).resolve().parents[1])
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines()
-            raise RuntimeError(lines[-1] if lines else f"onnx_timer exited with {done.returncode}")
+                   "--rounds", str(rounds), *(["--stepwise"] if between else [])]
+        child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            for r in range(rounds if between else 0):
+                between(r)  # type: ignore[misc]
+                child.stdin.write("go\n")
+                child.stdin.flush()
+                if not child.stdout.readline():  # the round's medians; empty: the child died
+                    break
+            _, stderr = child.communicate(timeout=24 * 3600)
+        except BrokenPipeError:
+            _, stderr = child.communicate(timeout=600)
+        if child.returncode != 0:
+            lines = stderr.strip().splitlines()
+            raise RuntimeError(lines[-1] if lines else f"onnx_timer exited with {child.returncode}")
         entries = json.loads((work / "timings.json").read_text())
-        return [(np.load(work / f"{i}.npy"), Timing(**entry["timing"])) if "timing" in entry
+        return [(np.load(work / f"{i}.npy"), _timing(entry["timing"])) if "timing" in entry
                 else entry["error"] for i, entry in enumerate(entries)]
+
+
+def _timing(fields: dict[str, Any]) -> Timing:
+    return Timing(**{**fields, "round_medians_ms": tuple(fields.get("round_medians_ms", ()))})
 
 
 @contextmanager
@@ -329,7 +348,8 @@ class Suite:
                 self.log(f"  exported onnx {strategy} in {exports[-1][2]:.1f} s")
             files = {strategy: made for strategy, made, _ in exports if isinstance(made, OnnxExport)}
             for batch in self.config.batches:
-                results, how = self.time_files([f.path for f in files.values()], inputs[batch])
+                with self.best_tf_keras(workload, reference, batch, inputs[batch]) as between:
+                    results, how = self.time_files([f.path for f in files.values()], inputs[batch], between)
                 timed = dict(zip(files, results, strict=True))
                 for strategy, made, setup_s in exports:
                     record = self.base_record(workload, "onnx", strategy, batch, costs[batch])
@@ -348,8 +368,37 @@ class Suite:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def time_files(self, paths: list[Path], x: np.ndarray) -> tuple[list[Timed], str]:
-        """Times ``paths`` side by side; if that child fails as a whole (all sessions at once can
+    @contextmanager
+    def best_tf_keras(self, workload: Workload, reference: Any, batch: int,
+                      x: np.ndarray) -> Iterator[Callable[[int], object] | None]:
+        """``between`` for :func:`time_onnx_files` that times the fastest tf_keras implementation
+        of this workload and batch (already measured alone) in every round, interleaved with the
+        ONNX files; its per-round medians go into that tf_keras record as
+        ``interleaved_round_medians_ms``. None when tf_keras did not run here."""
+        best = min((r for r in self.records if r["workload"] == workload.name and r["batch"] == batch
+                    and r["family"] == "tf_keras" and r["status"] == OK),
+                   key=lambda r: r["median_ms"], default=None)
+        made = self._keras_maker(reference, "tf_keras", int(best["variant"]))() if best else None
+        if best is None or not isinstance(made, Runner) or made.call is None:
+            yield None
+            return
+        runner, call, medians = made, made.call, []
+        config = self.config
+
+        def between(r: int) -> None:
+            share = round_policy(config.policy, config.rounds, first=r == 0)
+            medians.append(statistics.median(sample(lambda: call(x), share)))
+
+        with released():
+            yield between
+            if len(medians) == config.rounds:
+                best["interleaved_round_medians_ms"] = medians
+            del runner
+
+    def time_files(self, paths: list[Path], x: np.ndarray,
+                   between: Callable[[int], object] | None = None) -> tuple[list[Timed], str]:
+        """Times ``paths`` side by side (with ``between`` run before each round, see
+        :func:`time_onnx_files`); if that child fails as a whole (all sessions at once can
         exceed the memory: DeepFace at batch 64), times each file in a process of its own.
 
         Returns:
@@ -357,7 +406,8 @@ class Suite:
         """
         config = self.config
         try:
-            return time_onnx_files(paths, x, config.threads, config.policy, config.rounds), SIDE_BY_SIDE
+            return (time_onnx_files(paths, x, config.threads, config.policy, config.rounds, between),
+                    SIDE_BY_SIDE)
         except Exception as err:  # noqa: BLE001 - e.g. killed for memory; fall back below
             self.log(f"  timing side by side failed ({err}); timing each file alone")
         results: list[Timed] = []

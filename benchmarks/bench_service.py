@@ -190,7 +190,8 @@ class RawConnection:
 
     def _read_chunked(self, start: int, got: int) -> tuple[int, bytes]:
         """Reads a chunked body that begins at ``start``; returns the answer's size and the body."""
-        parts, pos = [], start
+        parts: list[bytes] = []
+        pos = start
         while True:
             while (eol := self.buffer.find(b"\r\n", pos, got)) < 0:
                 got = self._fill(got, got + 1)

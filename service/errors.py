@@ -219,3 +219,11 @@ class ProviderUnavailableError(ServiceError):
     status_code = 503
     code = "provider_unavailable"
     exit_code = 2
+
+
+class RayClusterUnreachableError(ServiceError):
+    """``--ray-address`` names a Ray cluster that does not answer."""
+
+    status_code = 503
+    code = "ray_unreachable"
+    exit_code = 2

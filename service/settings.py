@@ -65,6 +65,56 @@ class ServeSettings(BaseSettings, ServingOptions):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     """Log level of the server."""
 
+    ray: bool = False
+    """Run as a Ray Serve application (``service.ray_serve``): the same app in every replica,
+    Ray Serve's proxy on ``host:port`` in front of them. Needs ``lc2d-serve[ray]``."""
+
+    ray_address: str | None = None
+    """The Ray cluster to join with ``ray`` (``host:port`` or ``ray://host:port``); unset starts a
+    local Ray instance."""
+
+    replicas: int | None = Field(default=None, ge=1)
+    """Fixed number of Ray Serve replicas (default 1); excludes ``autoscale``."""
+
+    autoscale: str | None = None
+    """``MIN:MAX`` Ray Serve replicas, scaled on ongoing requests per replica (see
+    ``target_ongoing_requests``); excludes ``replicas``."""
+
+    target_ongoing_requests: float = Field(default=32.0, gt=0)
+    """With ``autoscale``: the ongoing requests per replica Ray Serve scales towards. Well above 1,
+    so that each replica's batcher has requests to merge."""
+
+    ray_replica_cpus: float = Field(default=1.0, ge=0)
+    """Logical CPUs Ray reserves for each replica (set ``threads`` to match)."""
+
+    ship_models: bool = False
+    """With ``ray``: read the model files once here and send them to the replicas through Ray's
+    object store (for nodes that cannot read the paths); the driver must keep running."""
+
+    @property
+    def drain_timeout_s(self) -> int:
+        """Seconds a stopping server waits for queued requests: one request deadline, at least 1."""
+        return max(1, int(self.request_timeout_ms // 1000))
+
+    @property
+    def autoscale_range(self) -> tuple[int, int] | None:
+        """``autoscale`` as ``(min, max)`` replicas, or None."""
+        if self.autoscale is None:
+            return None
+        low, high = self.autoscale.split(":")
+        return int(low), int(high)
+
+    @field_validator("autoscale")
+    @classmethod
+    def _check_autoscale(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        low, sep, high = value.partition(":")
+        if not sep or not low.isdigit() or not high.isdigit() or int(high) < int(low) or int(high) < 1:
+            raise ValueError(f"expected MIN:MAX replicas with 0 <= MIN <= MAX and MAX >= 1, "
+                             f"received {value!r}")
+        return value
+
     @field_validator("model", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
@@ -77,4 +127,7 @@ class ServeSettings(BaseSettings, ServingOptions):
         if not self.model and self.model_repository is None:
             raise ValueError("expected --model PATH.onnx or --model-repository DIR "
                              "(or LC2D_MODEL / LC2D_MODEL_REPOSITORY), received neither")
+        if self.replicas is not None and self.autoscale is not None:
+            raise ValueError(f"expected --replicas or --autoscale, received both (replicas={self.replicas}, "
+                             f"autoscale={self.autoscale!r})")
         return self

@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     settings = model_from_args(ServeSettings, args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.ray:
+        return _run_on_ray(settings)
+    _check_not_ray_only(settings)
     try:
         app = create_app(settings)
     except ServiceError as err:
@@ -39,5 +42,34 @@ def run(args: argparse.Namespace) -> int:
     print(f"lc2d serve: http://{settings.host}:{settings.port} (docs at /docs, default model "
           f"{plane.default_model!r}, pid {os.getpid()})", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=max(1, int(settings.request_timeout_ms // 1000)))
+                timeout_graceful_shutdown=settings.drain_timeout_s)
+    return 0
+
+
+def _check_not_ray_only(settings: ServeSettings) -> None:
+    given = [f"--{name.replace('_', '-')}" for name in ("ray_address", "replicas", "autoscale", "ship_models")
+             if getattr(settings, name)]
+    if given:
+        raise UsageError(f"{', '.join(given)}: expected together with --ray, received without it")
+
+
+def _run_on_ray(settings: ServeSettings) -> int:
+    """Deploys on Ray Serve and waits for Ctrl-C / SIGTERM; then deletes the application."""
+    import importlib.util
+
+    from service.errors import ServiceError
+
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.serve") is None:
+        raise UsageError("--ray: expected Ray Serve to be installed, received an environment without it; "
+                         "pip install 'lc2d-serve[ray]'")
+    from service.ray_serve import APP_NAME, serve_on_ray
+
+    def announce() -> None:
+        print(f"lc2d serve: Ray Serve application {APP_NAME!r} on http://{settings.host}:{settings.port} "
+              f"(docs at /docs, pid {os.getpid()}); Ctrl-C or SIGTERM deletes it", flush=True)
+
+    try:
+        serve_on_ray(settings, on_ready=announce)
+    except ServiceError as err:
+        raise UsageError(err.message) from err
     return 0

@@ -70,6 +70,16 @@ def _serve_args(argv: list[str]) -> Any:
     return build_parser().parse_args(argv[1:])
 
 
+def _serve_settings(argv: list[str]) -> Any:
+    """The ServeSettings ``lc2d serve`` builds from ``argv`` (the CLI's own parser and model)."""
+    from lc2d.options import model_from_args
+    from service.settings import ServeSettings
+
+    args = _serve_args(argv)
+    assert args.verb == "serve"
+    return model_from_args(ServeSettings, args)
+
+
 # --- Dockerfile --------------------------------------------------------------------------------
 
 def test_parse_dockerfile_serving_stage_is_last(dockerfile: cf.Dockerfile) -> None:
@@ -87,16 +97,15 @@ def test_cmd_entry_point_is_the_lc2d_console_script(serve_stage: cf.Stage, pypro
 
 
 def test_cmd_parses_as_lc2d_serve_on_all_interfaces(serve_stage: cf.Stage) -> None:
-    args = _serve_args(_cmd(serve_stage))
-    assert args.verb == "serve"
-    assert (args.host, args.model_repository) == ("0.0.0.0", Path("/models"))
+    settings = _serve_settings(_cmd(serve_stage))
+    assert (settings.host, settings.model_repository) == ("0.0.0.0", Path("/models"))
 
 
 def test_expose_port_matches_cmd_and_healthcheck_port(serve_stage: cf.Stage) -> None:
     expose = serve_stage.last("EXPOSE")
     assert expose is not None
     exposed = int(expose.value.split("/")[0])
-    assert exposed == _serve_args(_cmd(serve_stage)).port
+    assert exposed == _serve_settings(_cmd(serve_stage)).port
     assert exposed == int(_healthcheck_url(serve_stage).group("port"))
 
 
@@ -237,7 +246,7 @@ def test_compose_healthcheck_matches_dockerfile(compose: dict[str, Any], serve_s
 
 def test_compose_volume_mounts_the_cmd_model_repository(compose: dict[str, Any],
                                                         serve_stage: cf.Stage) -> None:
-    repository = str(_serve_args(_cmd(serve_stage)).model_repository)
+    repository = str(_serve_settings(_cmd(serve_stage)).model_repository)
     for name in ("serve", "serve-gpu", "score"):
         targets = [v.split(":")[1] for v in cf.with_defaults(compose["services"][name]["volumes"])]
         assert repository in targets, f"{name} does not mount {repository}"

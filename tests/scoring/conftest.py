@@ -1,4 +1,4 @@
-"""Fixtures of the scoring tests: tiny ONNX models (``onnx.helper``), random inputs, one Ray.
+"""Fixtures of the scoring tests: tiny ONNX models (``onnx.helper``), random inputs.
 
 The model is ``input [N, *shape] -> Flatten -> MatMul -> Add -> Softmax`` with random weights,
 two outputs (``probabilities`` then ``logits``) and the ``lc2d.*`` metadata of
@@ -7,7 +7,7 @@ docs/model-format.md; :class:`SoftmaxModel` keeps the weights for a NumPy refere
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,13 +91,3 @@ def direct_ort_batches(model_path: Path, x: np.ndarray, batch_size: int,
 def direct_ort() -> Callable[..., np.ndarray]:
     """:func:`direct_ort_batches`."""
     return direct_ort_batches
-
-
-@pytest.fixture(scope="session")
-def ray_instance() -> Iterator[None]:
-    """One small local Ray instance for the whole test session (3 logical CPUs: 2 actors + reads)."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-             object_store_memory=128 * 1024 * 1024)
-    yield
-    ray.shutdown()
