@@ -208,7 +208,8 @@ class ModelRegistry:
                 item = ModelVersion(name, version, entry.versions[version], config)
                 record.versions[version] = item
                 error = self._load(item)
-                if error is not None and (entry.required or error.code == "provider_unavailable"):
+                required = entry.required and item.path in self.catalog.files  # a --model file
+                if error is not None and (required or error.code == "provider_unavailable"):
                     raise error  # start-up stops with this one message
                 if error is not None:
                     logger.error("%s", item.not_ready_message())
