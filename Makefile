@@ -43,6 +43,11 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The fuzz suite of `make test`, longer: FUZZ_EXAMPLES examples per test (and per API operation / 5).
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(VENV)/.installed-dev
+	LC2D_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -q
+
 bench: $(VENV)/.installed-dev
 	$(BIN)/lc2d bench
 

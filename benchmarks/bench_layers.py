@@ -21,6 +21,7 @@ Usage (or ``lc2d bench``):
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import platform
@@ -29,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -69,6 +71,7 @@ class SuiteConfig:
     tf_keras_sparse_max_indices: int = TF_KERAS_SPARSE_MAX_INDICES
     implementations: tuple[int, ...] = IMPLEMENTATIONS  # of tf_keras and Keras; the others are skipped
     rounds: int = 3  # interleaved rounds in which a workload's ONNX files are timed side by side
+    strategies: tuple[str, ...] | None = None  # ONNX exports to time; None: every lowering, auto, int8
     seed: int = 20261125
 
 
@@ -337,7 +340,8 @@ class Suite:
         workdir = Path(tempfile.mkdtemp(prefix="lc2d-bench-"))
         try:
             exports: list[tuple[str, OnnxExport | tuple[str, str], float]] = []
-            for strategy in (*FLOAT_STRATEGIES, AUTO_POLICY, *QUANTIZED_STRATEGIES):
+            every = (*FLOAT_STRATEGIES, AUTO_POLICY, *QUANTIZED_STRATEGIES)
+            for strategy in self.config.strategies or every:
                 started = time.perf_counter()
                 made: OnnxExport | tuple[str, str]
                 try:
@@ -534,14 +538,54 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+class PeakRss:
+    """Samples the resident memory of this process and all its children (the ONNX timers) every
+    ``interval_s`` in a thread; ``mib`` is the largest sum seen, what a 24 GB machine must hold."""
+
+    def __init__(self, interval_s: float = 0.25) -> None:
+        self.interval_s, self.mib = interval_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for process in (me, *me.children(recursive=True)):
+                with contextlib.suppress(psutil.Error):  # exited between the listing and the reading
+                    total += process.memory_info().rss
+            self.mib = max(self.mib, total / 2**20)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_suite(config: SuiteConfig, floors: MachineFloors | None = None, quick: bool = False,
               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure the floors (unless given) and every method; return the JSON-ready result."""
-    from benchmarks.report import summarize
-
+    """Measure the floors (unless given) and every method; return the JSON-ready result, with the
+    peak resident memory of the run (this process and its children) in ``machine``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     started = time.perf_counter()
     info = machine_info(config.threads)
+    with PeakRss() as peak:
+        result = _run_measured(config, floors, quick, log, started, info)
+    result["machine"]["peak_rss_mib"] = round(peak.mib)
+    log(f"peak RSS of the benchmark and its children: {peak.mib:,.0f} MiB")
+    return result
+
+
+def _run_measured(config: SuiteConfig, floors: MachineFloors | None, quick: bool, log: Callable[[str], None],
+                  started: float, info: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.report import summarize
+
     sizes = (1024, 64) if quick else ()
     measured = floors is None
     if floors is None:
@@ -561,7 +605,8 @@ def run_suite(config: SuiteConfig, floors: MachineFloors | None = None, quick: b
                          "families": list(config.families), "threads": config.threads,
                          "timing": vars(config.policy).copy(), "onnx_rounds": config.rounds,
                          "tf_keras_sparse_max_indices": config.tf_keras_sparse_max_indices,
-                         "implementations": list(config.implementations)},
+                         "implementations": list(config.implementations),
+                         "strategies": list(config.strategies) if config.strategies else None},
             "results": records, "summary": summarize(records)}
 
 

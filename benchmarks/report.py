@@ -88,6 +88,9 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "speedup_conservative": min(per_round) if per_round else speedup,
             "rounds_disagree": bool(per_round) and (spread(per_round) or 0.0) > DISAGREEMENT,
             "auto_ratio_to_floor": ratio,
+            "auto_ratio_to_floor_range": ([min(auto["round_medians_ms"]) / auto["floor_ms"],
+                                           max(auto["round_medians_ms"]) / auto["floor_ms"]]
+                                          if auto and auto.get("round_medians_ms") else None),
             "fastest_lowering": fastest["variant"] if fastest else None,
             "auto_over_fastest": auto["median_ms"] / fastest["median_ms"] if auto and fastest else None,
             "speedup_target": _target(speedup, SPEEDUP_TARGETS.get(batch), at_least=True),

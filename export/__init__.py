@@ -7,13 +7,7 @@ The names below are imported on first use (PEP 562), so that light modules of th
 from __future__ import annotations
 
 import importlib
-from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = _metadata.version("lc2d-serve")
-except _metadata.PackageNotFoundError:  # running from a checkout that is not installed
-    __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the redundant aliases mark re-exports for type checkers
     from export.api import ExportReport as ExportReport

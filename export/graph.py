@@ -170,7 +170,7 @@ def _graph_outputs(walk: ModelWalk, tensors: dict[int, Tensor], names: list[str]
 
 def _make_model(graph: onnx.GraphProto, opset: int) -> onnx.ModelProto:
     opsets = [helper.make_opsetid("", opset)]
-    from export import __version__
+    from lc2d import __version__
 
     model = helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER,
                               producer_version=__version__)

@@ -50,6 +50,7 @@ class ModelDescription:
     layers: list[LayerRecord]
     policy: str
     opset: int
+    precision: str
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -60,6 +61,7 @@ def metadata_props(desc: ModelDescription, parity_error: float | None) -> dict[s
         output_names=desc.output_names, data_format=desc.data_format, labels=desc.labels,
         layers=[layer.to_json() for layer in desc.layers], versions=library_versions(EXPORT_LIBRARIES),
         parity_max_rel_error=parity_error, lowering_requested=desc.policy, opset=desc.opset,
+        precision=desc.precision,
         extra=desc.extra)
 
 

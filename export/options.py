@@ -16,6 +16,7 @@ DEFAULT_OPSET = 20
 DEFAULT_DENSE_BUDGET_BYTES = 1 << 30  # 1 GiB of float32 dense kernel
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf cannot serialize a message of 2 GiB or more
 DEFAULT_PROVIDER = "CPUExecutionProvider"
+PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class ExportOptions:
         outputs: names of layers whose outputs the file computes, in this order: the sub-model
             ending at them is exported, each output named after its layer; empty: the model's
             own outputs.
+        precision: ``fp32``, or ``fp16``: weights and compute in float16, with float32 inputs
+            and outputs (a Cast at each end); its parity tolerance is ``FP16_TOLERANCE``.
     """
 
     policy: str = "implementation"
@@ -51,6 +54,7 @@ class ExportOptions:
     parity_batch_sizes: tuple[int, ...] = (1, 5)
     auto_batches: tuple[int, ...] = (1, 64)
     outputs: tuple[str, ...] = ()
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience and stored as tuples (the object is frozen).
@@ -73,6 +77,8 @@ class ExportOptions:
         names_ok = all(isinstance(o, str) and o for o in self.outputs)
         if not names_ok or len(set(self.outputs)) < len(self.outputs):
             _invalid("outputs", list(self.outputs), "distinct layer names")
+        if self.precision not in PRECISIONS:
+            _invalid("precision", self.precision, f"one of {list(PRECISIONS)}")
 
     def with_changes(self, **changes: Any) -> ExportOptions:
         """A copy with ``changes`` applied (checked like the original)."""

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from lc2d import __version__
 from lc2d.errors import UsageError
 
 # verb -> module under lc2d.commands
@@ -47,6 +48,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="lc2d", description="Train, export and serve LocallyConnected2D models.")
+    parser.add_argument("--version", action="version", version=f"lc2d {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=OneLineParser)
     for verb, module in _available_verbs().items():
         verb_parser = sub.add_parser(verb, help=module.HELP, description=module.HELP)  # type: ignore[attr-defined]

@@ -18,10 +18,11 @@ from contextlib import asynccontextmanager, contextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lc2d import __version__
 from service.api.fastpath import FastPathDispatch
 from service.api.routes import ROUTES
 from service.api.routing import build_router, install_error_handlers
-from service.dataplane import SERVER_VERSION, DataPlane
+from service.dataplane import DataPlane
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
 from service.repository import ModelCatalog
@@ -65,7 +66,7 @@ def create_app(settings: ServeSettings, *, load_models: bool = True) -> FastAPI:
             yield
         await plane.stop()
 
-    app = FastAPI(title="lc2d-serve", version=SERVER_VERSION, lifespan=lifespan,
+    app = FastAPI(title="lc2d-serve", version=__version__, lifespan=lifespan,
                   description="LocallyConnected2D models exported to ONNX, served by ONNX Runtime "
                               "with dynamic batching. Speaks TensorFlow Serving's REST predict "
                               "format and the Open Inference Protocol (KServe v2).")

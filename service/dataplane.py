@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lc2d import __version__
 from service.errors import ModelNotFoundError, ModelNotReadyError
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry, ModelVersion, VersionState
@@ -23,7 +24,6 @@ from service.settings import ServeSettings
 
 logger = logging.getLogger("lc2d.service")
 SERVER_NAME = "lc2d-serve"
-SERVER_VERSION = "0.1.0"
 _V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64",
                  "int32": "INT32", "uint8": "UINT8"}
 
@@ -109,7 +109,7 @@ class DataPlane:
         return not self._stopping and self.registry.any_ready
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]}
+        return {"name": SERVER_NAME, "version": __version__, "extensions": ["binary_tensor_data"]}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Open Inference Protocol model metadata, plus lc2d details under ``parameters``."""

@@ -48,7 +48,7 @@ from service.errors import (
 from service.metrics import ServiceMetrics
 from service.model_config import ModelConfig, ServingOptions, read_model_config
 from service.model_stats import InferenceStats
-from service.repository import FileDigest, ModelCatalog, ModelEntry
+from service.repository import FileDigest, ModelCatalog, ModelEntry, is_version_name
 from service.runtime import InstancePool, LoadedModel, load_instances
 
 logger = logging.getLogger("lc2d.service")
@@ -676,4 +676,4 @@ def _plan(entry: ModelEntry, config: ModelConfig) -> tuple[list[str], list[str]]
 
 
 def _version_key(version: str) -> tuple[int, str]:
-    return (int(version), "") if version.isdigit() else (-1, version)
+    return (int(version), "") if is_version_name(version) else (-1, version)

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from export.options import ExportOptions
+from export.options import PRECISIONS, ExportOptions
 from lc2d.errors import UsageError
 
 HELP = "Export a .keras model to standard ONNX, LocallyConnected2D lowered as asked; parity-checked."
@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", default=DEFAULTS.provider,
                         help="ONNX Runtime provider for the parity check and auto timings; "
                              "default: %(default)s")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
+                        help="fp16: weights and compute in float16, float32 inputs and outputs (parity "
+                             "tolerance 1e-2, see docs/export.md); default: %(default)s")
     parser.add_argument("--outputs", action="extend", nargs="+", default=[], metavar="LAYER",
                         help="export the sub-model ending at these layers, in this order, each ONNX "
                              "output named after its layer (repeatable: --outputs F7 --outputs L6); "
@@ -98,7 +101,8 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
 
     try:
         return ExportOptions(policy=args.policy, opset=args.opset, check=args.check, provider=args.provider,
-                             dense_budget_bytes=int(args.dense_budget_mib * 2**20), outputs=args.outputs)
+                             dense_budget_bytes=int(args.dense_budget_mib * 2**20), outputs=args.outputs,
+                             precision=args.precision)
     except ExportError as err:
         raise UsageError(str(err)) from err
 

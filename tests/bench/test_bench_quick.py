@@ -160,3 +160,45 @@ def test_bench_command_rejects_bad_arguments_with_exit_2(argv: list[str], expect
     assert main(["bench", "--out", str(tmp_path), *argv]) == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "perf").exists()
+
+
+def test_bench_check_says_which_claims_hold_now_and_writes_conservative_claims(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    claims = {"source": "a test", "claims": [
+        {"workload": "tiny", "title": "tiny", "batch": 2, "tf_keras_method": "tf_keras impl 1",
+         "speedup_at_least": 1e-6, "floor_ratio_at_most": 1e9},
+        {"workload": "tiny", "title": "tiny", "batch": 2, "tf_keras_method": "tf_keras impl 1",
+         "speedup_at_least": 1e6, "floor_ratio_at_most": 1e-9},
+        {"workload": "deepface", "title": "DeepFace", "batch": 64, "tf_keras_method": "tf_keras impl 1",
+         "speedup_at_least": 2.0, "floor_ratio_at_most": None}]}
+    (tmp_path / "perf").mkdir()
+    (tmp_path / "perf" / "claims.json").write_text(json.dumps(claims))
+    code = main(["bench", "--check", "--write-claims", "--budget-s", "0.01", "--rounds", "3",
+                 "--floors", str(RATE_GFLOPS), str(BANDWIDTH_GBS), "--out", str(tmp_path)])
+    assert code == 0
+    check = json.loads((tmp_path / "perf" / "check.json").read_text())
+    run = check["run"]
+    assert run["settings"]["workloads"] == ["tiny"] and run["settings"]["batches"] == [2]
+    assert run["settings"]["strategies"] == ["auto"] and run["settings"]["families"] == ["tf_keras", "onnx"]
+    assert run["machine"]["peak_rss_mib"] > 0
+    easy, impossible, deepface = check["verdicts"]
+    assert easy["speedup_holds"] is True and easy["floor_holds"] is True
+    assert impossible["speedup_holds"] is False and impossible["floor_holds"] is False
+    assert deepface["speedup_holds"] is None and "DeepFace" in deepface["not_measured"]
+    out = capsys.readouterr().out
+    assert "**does not hold**" in out and "1 of 2 measured speed-up claims hold now" in out
+    written = json.loads((tmp_path / "perf" / "claims.json").read_text())
+    assert written["source"].startswith("lc2d bench --check of")
+    for claim in written["claims"]:  # conservative: the smallest per-round speed-up of this run
+        row = next(r for r in run["summary"] if r["batch"] == claim["batch"])
+        assert claim["speedup_at_least"] == pytest.approx(min(row["speedup_rounds"]), abs=0.006)
+        assert claim["floor_ratio_at_most"] == pytest.approx(row["auto_ratio_to_floor_range"][1], abs=0.006)
+    assert not (tmp_path / "performance.md").exists()  # a check leaves the documented run alone
+
+
+def test_bench_check_without_claims_or_write_claims_alone_exit_2(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--check", "--out", str(tmp_path)]) == 2
+    assert "--check: Expected a claims file" in capsys.readouterr().err
+    assert main(["bench", "--write-claims", "--out", str(tmp_path)]) == 2
+    assert "--write-claims: expected together with --check" in capsys.readouterr().err

@@ -18,23 +18,13 @@ from typing import Any
 import pytest
 
 from tests.deploy import container_files as cf
+from tests.deploy import image
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE_STAGE = "serve"
-HEALTH_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):(?P<port>\d+)(?P<path>/[^'\"\s]*)")
 CACHE_AND_BUILD_PATHS = (".venv", "artifacts", ".git", ".pytest_cache", ".ruff_cache", ".mypy_cache",
                          "models/__pycache__", "lc2d_serve.egg-info", "build", "dist")
 HEAVY_PACKAGES = ("tensorflow", "keras", "tf2onnx", "onnx", "tf-keras", "torch")
-
-
-@pytest.fixture(scope="module")
-def dockerfile() -> cf.Dockerfile:
-    return cf.parse_dockerfile(ROOT / "Dockerfile")
-
-
-@pytest.fixture(scope="module")
-def serve_stage(dockerfile: cf.Dockerfile) -> cf.Stage:
-    return dockerfile.stages[-1]
 
 
 @pytest.fixture(scope="module")
@@ -45,39 +35,6 @@ def compose() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
-
-
-def _cmd(stage: cf.Stage) -> list[str]:
-    cmd = stage.last("CMD")
-    assert cmd is not None, "the serving stage has no CMD"
-    args = cmd.json_args()
-    assert args is not None, f"CMD must be exec form (a JSON array) so signals reach lc2d; got {cmd.value!r}"
-    return args
-
-
-def _healthcheck_url(stage: cf.Stage) -> re.Match[str]:
-    check = stage.last("HEALTHCHECK")
-    assert check is not None, "the serving stage has no HEALTHCHECK"
-    match = HEALTH_URL.search(check.value)
-    assert match is not None, f"no http://127.0.0.1:PORT/PATH in HEALTHCHECK {check.value!r}"
-    return match
-
-
-def _serve_args(argv: list[str]) -> Any:
-    from lc2d.cli import build_parser
-
-    assert argv[0] == "lc2d", f"expected the lc2d console script, received {argv[0]!r}"
-    return build_parser().parse_args(argv[1:])
-
-
-def _serve_settings(argv: list[str]) -> Any:
-    """The ServeSettings ``lc2d serve`` builds from ``argv`` (the CLI's own parser and model)."""
-    from lc2d.options import model_from_args
-    from service.settings import ServeSettings
-
-    args = _serve_args(argv)
-    assert args.verb == "serve"
-    return model_from_args(ServeSettings, args)
 
 
 # --- Dockerfile --------------------------------------------------------------------------------
@@ -91,13 +48,13 @@ def test_parse_dockerfile_serving_stage_is_last(dockerfile: cf.Dockerfile) -> No
 def test_cmd_entry_point_is_the_lc2d_console_script(serve_stage: cf.Stage, pyproject: dict[str, Any]) -> None:
     import lc2d.cli
 
-    assert _cmd(serve_stage)[0] in pyproject["project"]["scripts"]
+    assert image.cmd(serve_stage)[0] in pyproject["project"]["scripts"]
     module, _, function = pyproject["project"]["scripts"]["lc2d"].partition(":")
     assert module == "lc2d.cli" and callable(getattr(lc2d.cli, function))
 
 
 def test_cmd_parses_as_lc2d_serve_on_all_interfaces(serve_stage: cf.Stage) -> None:
-    settings = _serve_settings(_cmd(serve_stage))
+    settings = image.serve_settings(image.cmd(serve_stage))
     assert (settings.host, settings.model_repository) == ("0.0.0.0", Path("/models"))
 
 
@@ -105,8 +62,8 @@ def test_expose_port_matches_cmd_and_healthcheck_port(serve_stage: cf.Stage) -> 
     expose = serve_stage.last("EXPOSE")
     assert expose is not None
     exposed = int(expose.value.split("/")[0])
-    assert exposed == _serve_settings(_cmd(serve_stage)).port
-    assert exposed == int(_healthcheck_url(serve_stage).group("port"))
+    assert exposed == image.serve_settings(image.cmd(serve_stage)).port
+    assert exposed == int(image.healthcheck_url(serve_stage).group("port"))
 
 
 def test_healthcheck_path_is_the_readiness_route_of_the_app(serve_stage: cf.Stage) -> None:
@@ -115,7 +72,7 @@ def test_healthcheck_path_is_the_readiness_route_of_the_app(serve_stage: cf.Stag
     from service.app import create_app
     from service.settings import ServeSettings
 
-    path = _healthcheck_url(serve_stage).group("path")
+    path = image.healthcheck_url(serve_stage).group("path")
     app = create_app(ServeSettings(model_repository=Path("/models")), load_models=False)
     assert "get" in app.openapi()["paths"].get(path, {}), f"{path} is not a GET route of the app"
     with TestClient(app) as client:  # no model loaded: the readiness route must say "not ready"
@@ -246,7 +203,7 @@ def test_compose_healthcheck_matches_dockerfile(compose: dict[str, Any], serve_s
 
 def test_compose_volume_mounts_the_cmd_model_repository(compose: dict[str, Any],
                                                         serve_stage: cf.Stage) -> None:
-    repository = str(_serve_settings(_cmd(serve_stage)).model_repository)
+    repository = str(image.serve_settings(image.cmd(serve_stage)).model_repository)
     for name in ("serve", "serve-gpu", "score"):
         targets = [v.split(":")[1] for v in cf.with_defaults(compose["services"][name]["volumes"])]
         assert repository in targets, f"{name} does not mount {repository}"
@@ -298,7 +255,7 @@ def test_compose_score_job_runs_lc2d_score(compose: dict[str, Any]) -> None:
         import lc2d.commands.score  # noqa: F401  (written in parallel; parse only when it exists)
     except ModuleNotFoundError:
         pytest.skip("lc2d.commands.score is not written yet")
-    args = _serve_args(command)
+    args = image.cli_args(command)
     assert args.verb == "score"
 
 

@@ -13,8 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from service.contract import InputContract
 from service.errors import ModelLoadError
 from service.onnx_file import read_signature
-
-from .conftest import write_classifier
+from tests.service.conftest import write_classifier
 
 
 def session_contract(path: Path) -> InputContract:

@@ -25,7 +25,13 @@ from service.app import create_app  # noqa: E402
 from service.errors import RayClusterUnreachableError  # noqa: E402
 from service.ray_cluster import parse_ray_address, probe_ray_address  # noqa: E402
 from service.settings import ServeSettings  # noqa: E402
-from tests.service.conftest import REPO_ROOT, WrittenModel, free_port  # noqa: E402
+from tests.service.conftest import (  # noqa: E402
+    REPO_ROOT,
+    WrittenModel,
+    free_port,
+    reference_predict,
+    write_classifier,
+)
 
 SERVE_CONFIG = REPO_ROOT / "deploy" / "ray" / "serve-config.yaml"
 UNREACHABLE_LIMIT_S = 15.0
@@ -90,25 +96,31 @@ def test_build_app_refuses_shipped_models() -> None:
         ray_serve.build_app({"model": ["m.onnx"], "ship_models": True})
 
 
-def test_shipped_repository_unpacks_to_the_same_models(
-        ray_instance: None, model_repository: dict, tiny_model: WrittenModel, tmp_path: Path,
-        rng: np.random.Generator) -> None:
+def test_shipped_repository_and_file_unpack_to_the_same_models(
+        ray_instance: None, model_repository: dict, tmp_path: Path, rng: np.random.Generator) -> None:
     from fastapi.testclient import TestClient
 
-    settings = ServeSettings(model_repository=model_repository["root"], model=[tiny_model.path],
-                             ship_models=True)
+    extra_path = tmp_path / "elsewhere" / "extra.onnx"  # a --model file outside the repository
+    extra = write_classifier(extra_path, seed=5)
+    settings = ServeSettings(model_repository=model_repository["root"], model=[extra_path], ship_models=True)
     shipped = ray_serve._ship_models(settings)
     fields = ray_serve._relative_paths(ray_serve.replica_settings(settings), ray_serve._models_root(settings))
-    unpacked = ServeSettings(**ray_serve.unpack_models(fields, shipped, tmp_path))
-    assert unpacked.model == [tmp_path / "files" / "tiny.onnx"]
-    assert (tmp_path / "tiny/2/model.onnx").read_bytes() == model_repository["tiny/2"].path.read_bytes()
+    unpacked_root = tmp_path / "unpacked"
+    unpacked = ServeSettings(**ray_serve.unpack_models(fields, shipped, unpacked_root))
+    assert unpacked.model == [unpacked_root / "files" / "extra.onnx"]
+    assert unpacked.model_repository == unpacked_root
+    assert (unpacked_root / "tiny/2/model.onnx").read_bytes() == model_repository["tiny/2"].path.read_bytes()
     x = rng.random((2, 8, 8, 1)).astype(np.float32)
+    body = {"inputs": [{"name": "input", "shape": [2, 8, 8, 1], "datatype": "FP32",
+                        "data": x.ravel().tolist()}]}
     with TestClient(create_app(unpacked)) as client:
-        answer = client.post("/v2/models/tiny/versions/2/infer", json={"inputs": [
-            {"name": "input", "shape": [2, 8, 8, 1], "datatype": "FP32", "data": x.ravel().tolist()}]})
-    assert answer.status_code == 200
-    np.testing.assert_allclose(np.reshape(answer.json()["outputs"][0]["data"], (2, 10)),
-                               model_repository["tiny/2"].reference(x), rtol=1e-5, atol=1e-6)
+        answers = {path: client.post(path, json=body)
+                   for path in ("/v2/models/tiny/versions/2/infer", "/v2/models/extra/infer")}
+    references = (model_repository["tiny/2"].reference, lambda b: reference_predict(extra, b))
+    for (path, answer), reference in zip(answers.items(), references, strict=True):
+        assert answer.status_code == 200, (path, answer.text)
+        np.testing.assert_allclose(np.reshape(answer.json()["outputs"][0]["data"], (2, 10)), reference(x),
+                                   rtol=1e-5, atol=1e-6)
 
 
 # --- unreachable addresses ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ import tritonclient.http as triton
 from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
+from service.api import schemas
 from service.app import create_app
 from service.settings import ServeSettings
 
@@ -153,6 +154,13 @@ def test_control_routes_answer_clear_errors(repository: Path) -> None:
                             json={"parameters": {"file:1/model.onnx": "AA=="}})
         assert files.status_code == 400 and "not supported" in files.json()["error"]
         assert client.post("/v2/repository/models/nope/unload").status_code == 404
+        # The answers are those the OpenAPI document describes (its schemas forbid other fields).
+        schemas.ModelControlAnswer.model_validate(client.post("/v2/repository/models/tiny/load").json())
+        schemas.RepositoryIndex.model_validate(client.post("/v2/repository/index").json())
+        schemas.ModelConfigAnswer.model_validate(client.get("/v2/models/tiny/config").json())
+        for path in ("/v2/models/stats", "/v2/models/tiny/stats", "/v2/models/tiny/versions/1/stats"):
+            schemas.InferenceStatistics.model_validate(client.get(path).json())
+        schemas.ModelControlAnswer.model_validate(client.post("/v2/repository/models/tiny/unload").json())
 
 
 def test_sighup_rescans_the_repository_at_once(start_server, repository: Path, write_model) -> None:
