@@ -296,3 +296,19 @@ def test_first_request_after_ready_is_no_slower_than_twice_the_steady_median(
     # The target is 2x (benchmarks/bench_swap.py measures it); the bound here is 3x because the
     # machine is shared and one request is a few milliseconds of mostly HTTP work.
     assert float(np.median(firsts)) <= 3.0 * float(np.median(steady)), (firsts, np.median(steady))
+
+
+def test_a_repository_that_starts_empty_serves_the_first_model_loaded(tmp_path: Path, write_model) -> None:
+    root = tmp_path / "models"
+    root.mkdir()
+    settings = ServeSettings(model_repository=root, device="cpu", threads=1, model_control_mode="explicit")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v2/health/ready").status_code == 503
+        assert client.post("/predict", json={"instances": INPUTS[:1].tolist()}).status_code == 404
+        v1 = write_version(write_model, root, "late", 1, seed=51)
+        assert client.post("/v2/repository/models/late/load").status_code == 200
+        answer = client.post("/predict", json={"instances": INPUTS[:2].tolist()})
+        assert answer.status_code == 200 and answer.headers["X-Model-Name"] == "late"
+        np.testing.assert_allclose(answer.json()["predictions"], direct_run(v1, INPUTS[:2]),
+                                   rtol=1e-5, atol=1e-6)
+        assert client.get("/v2/health/ready").status_code == 200
