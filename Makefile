@@ -8,7 +8,7 @@ MODEL_REPOSITORY := artifacts/models
 DEFAULT_MODEL := $(MODEL_REPOSITORY)/digits/1/model.onnx
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint typecheck model bench bench-peers container-check clean
+.PHONY: serve test lint typecheck model bench bench-peers bench-ray-serve container-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench: $(VENV)/.installed-dev
 # (pinned) under $$LC2D_PEERS_DIR (default ~/.cache/lc2d-peers), made on first use: docs/peers.md
 bench-peers: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.bench_peers $(BENCH_PEERS_ARGS)
+
+# lc2d serve --ray against lc2d serve, same model, interleaved rounds (docs/scaling.md)
+bench-ray-serve: $(DEFAULT_MODEL) | $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.bench_ray_serve --model $(DEFAULT_MODEL) --json-out docs/bench_ray_serve.json
 
 container-check:
 	bash scripts/container-check.sh
