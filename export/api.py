@@ -78,7 +78,7 @@ def to_onnx(model: Any, path: str | os.PathLike[str], options: ExportOptions | N
     """
     start = time.perf_counter()
     options = options if options is not None else ExportOptions()
-    _validate(options)
+    check_options(options)
     ctx = LoweringContext(opset=options.opset, dense_budget_bytes=options.dense_budget_bytes)
     model = sub_model(model, options.outputs)
     walk = walk_model(model)
@@ -102,8 +102,12 @@ def to_onnx(model: Any, path: str | os.PathLike[str], options: ExportOptions | N
         seconds=time.perf_counter() - start, input_name=graph.input_name, output_names=graph.output_names)
 
 
-def _validate(options: ExportOptions) -> None:
-    """The checks that need the registry or onnx (the rest are ExportOptions' own)."""
+def check_options(options: ExportOptions) -> None:
+    """The checks of ``options`` that need the registry or onnx (the rest are ExportOptions' own).
+
+    Raises:
+        ExportError: a policy that is not registered, an opset the installed onnx does not know.
+    """
     if options.policy not in POLICIES:
         raise ExportError(f"Invalid value for argument `policy`. Expected one of {list(POLICIES)}. "
                           f"Received: policy={options.policy!r}")
