@@ -10,6 +10,7 @@ from typing import Any
 
 from lc2d.errors import UsageError
 from lc2d.options import add_model_options, model_from_args
+from lc2d.tensorflow_logs import import_tensorflow
 
 HELP = "Export a .keras model to standard ONNX, LocallyConnected2D lowered as asked; parity-checked."
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -86,6 +87,7 @@ def _load_model(path: Path) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     output = _check_args(args)
+    import_tensorflow(args.verbose)  # before export_options, which imports the registry (and TensorFlow)
     options = export_options(args)
     model = _load_model(args.model)
     from export import ExportError, ParityError, to_onnx

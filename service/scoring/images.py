@@ -84,7 +84,11 @@ def read_image(path: Path, layout: ImageLayout) -> np.ndarray:
             picture = image.convert(_MODES[layout.channels]).resize(
                 (layout.width, layout.height),
                 Image.Resampling.BOX if shrinks else Image.Resampling.BILINEAR)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except Image.DecompressionBombError as err:  # more pixels than Pillow agrees to decode
+        raise ScoringInputError(f"expected a PNG or JPEG image of at most {Image.MAX_IMAGE_PIXELS:,} "
+                                f"pixels, received {str(path)!r}, which Pillow refuses as a "
+                                f"decompression bomb ({err})") from err
+    except (UnidentifiedImageError, OSError, ValueError, MemoryError) as err:
         raise ScoringInputError(f"expected a PNG or JPEG image, received {str(path)!r}, which Pillow "
                                 f"cannot read ({err})") from err
     pixels = np.asarray(picture, dtype=np.float32).reshape(layout.height, layout.width, layout.channels)
