@@ -8,7 +8,7 @@ MODEL_REPOSITORY := artifacts/models
 DEFAULT_MODEL := $(MODEL_REPOSITORY)/digits/1/model.onnx
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint typecheck model bench bench-peers bench-ray-serve container-check clean
+.PHONY: serve test lint typecheck model bench bench-peers bench-ray-serve container-check grpc-stubs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-peers: $(VENV)/.installed-dev
 # lc2d serve --ray against lc2d serve, same model, interleaved rounds (docs/scaling.md)
 bench-ray-serve: $(DEFAULT_MODEL) | $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.bench_ray_serve --model $(DEFAULT_MODEL) --json-out docs/bench_ray_serve.json
+
+# regenerate service/grpc/inference_pb2*.py(i) after editing service/grpc/inference.proto
+grpc-stubs: $(VENV)/.installed-dev
+	$(BIN)/python scripts/generate_grpc_stubs.py
 
 container-check:
 	bash scripts/container-check.sh

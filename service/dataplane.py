@@ -25,6 +25,9 @@ from service.settings import ServeSettings
 
 logger = logging.getLogger("lc2d.service")
 SERVER_NAME = "lc2d-serve"
+EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "statistics")
+"""Open Inference Protocol extensions: binary tensors (HTTP), top-k classes (HTTP and gRPC),
+model configuration and statistics (gRPC)."""
 _V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64",
                  "int32": "INT32", "uint8": "UINT8"}
 
@@ -110,7 +113,7 @@ class DataPlane:
         return not self._stopping and self.registry.any_ready
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": __version__, "extensions": ["binary_tensor_data"]}
+        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Open Inference Protocol model metadata, plus lc2d details under ``parameters``."""
@@ -138,19 +141,29 @@ class DataPlane:
 
     # --- inference -----------------------------------------------------------------------------
 
-    async def infer(self, item: ModelVersion, batch: np.ndarray) -> dict[str, np.ndarray]:
+    async def infer(self, item: ModelVersion, batch: np.ndarray,
+                    deadline_s: float | None = None) -> dict[str, np.ndarray]:
         """Runs a batch validated against ``item.contract`` and ``item.limits`` through its batcher.
 
         A version that is draining still runs the requests that hold a lease on it.
+
+        Args:
+            item: the model version (from :meth:`find_ready`).
+            batch: the validated batch.
+            deadline_s: seconds the client still waits (a gRPC deadline); the request's
+                deadline is the shorter of it and ``request_timeout_ms``.
 
         Returns:
             Output name -> this request's rows.
         """
         if item.batcher is None or item.batcher.closing:
             raise ModelNotReadyError(item.not_ready_message())
+        timeout_s = item.config.request_timeout_ms / 1000.0
+        if deadline_s is not None:
+            timeout_s = min(timeout_s, max(deadline_s, 0.0))
         started = time.perf_counter()
         try:
-            outputs = await item.batcher.submit(batch, timeout_s=item.config.request_timeout_ms / 1000.0)
+            outputs = await item.batcher.submit(batch, timeout_s=timeout_s)
         except BaseException:
             item.stats.request_done(time.perf_counter() - started, ok=False)
             raise

@@ -158,7 +158,8 @@ def test_broken_model_is_not_ready_and_the_others_serve(client) -> None:
 
 
 def test_v2_server_metadata_and_health(client) -> None:
-    assert client.get("/v2").json()["extensions"] == ["binary_tensor_data"]
+    assert client.get("/v2").json()["extensions"] == ["binary_tensor_data", "classification",
+                                                      "model_configuration", "statistics"]
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").json() == {"ready": True}
 
