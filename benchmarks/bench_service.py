@@ -66,10 +66,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--paired", type=int, default=400,
                         help=f"instances of the paired concurrency-1 overhead measurement, each run directly "
                              f"and through the server, in blocks of {PAIRED_BLOCK} (default 400)")
+    parser.add_argument("--bodies", default=",".join(BODIES),
+                        help=f"comma-separated request kinds among {list(BODIES)} (default all)")
     parser.add_argument("--json-out", type=Path, default=Path("docs/bench_service.json"))
     args = parser.parse_args(argv)
     if not args.model.is_file():
         parser.error(f"--model {args.model} does not exist")
+    args.bodies = tuple(args.bodies.split(","))
+    if not set(args.bodies) <= set(BODIES) or "npy" not in args.bodies:
+        parser.error(f"--bodies: expected names among {list(BODIES)} including npy, received {args.bodies}")
     return args
 
 
@@ -400,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # both servers at once: each round measures batching on and off a few seconds apart
         for mode, extra in modes.items():
             servers[mode] = Server(args.model, extra + threads + args.server_args.split())
-        for body in BODIES:
+        for body in args.bodies:
             port = servers["on"].grpc_port if body == "grpc" else servers["on"].port
             paired[body] = paired_overhead(port, args.model, instances[:args.paired],
                                            body, args.threads, args.client)
@@ -408,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"direct p50 {paired[body]['direct']['p50_ms']:.2f} ms, "
                   f"overhead {paired[body]['overhead_p50_ms']:.2f} ms "
                   f"(median per block {paired[body]['median_block_overhead_ms']:.2f})", file=sys.stderr)
-        for body in BODIES:
+        for body in args.bodies:
             for concurrency in levels:
                 for round_ in range(args.rounds):
                     for mode, server in servers.items():
@@ -438,7 +443,7 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
     rows = [{"batching": mode, "body": body, "concurrency": c, "rounds": len(runs[mode, body, c]),
              **{k: float(np.median([r[k] for r in runs[mode, body, c]]))
                 for k in ("throughput_rps", "p50_ms", "p99_ms")}}
-            for body in BODIES for mode in ("on", "off") for c in levels]
+            for body in args.bodies for mode in ("on", "off") for c in levels]
 
     def find(mode: str, body: str, concurrency: int) -> dict[str, Any]:
         key = (mode, body, concurrency)
@@ -446,25 +451,26 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
 
     top = max(levels)
     ratios = {}
-    for body in BODIES:
+    for body in args.bodies:
         per_round = [on["throughput_rps"] / off["throughput_rps"]
                      for on, off in zip(runs["on", body, top], runs["off", body, top], strict=True)]
         ratios[f"batching_speedup_c{top}_{body}"] = float(np.median(per_round))
-    per_round = [grpc["throughput_rps"] / npy["throughput_rps"]  # measured seconds apart in each round
-                 for grpc, npy in zip(runs["on", "grpc", top], runs["on", "npy", top], strict=True)]
-    ratios[f"grpc_over_npy_throughput_c{top}_batching"] = float(np.median(per_round))
+    if "grpc" in args.bodies:
+        per_round = [grpc["throughput_rps"] / npy["throughput_rps"]  # measured seconds apart in each round
+                     for grpc, npy in zip(runs["on", "grpc", top], runs["on", "npy", top], strict=True)]
+        ratios[f"grpc_over_npy_throughput_c{top}_batching"] = float(np.median(per_round))
     for body, result in paired.items():
         ratios[f"server_overhead_p50_ms_c1_{body}"] = result["overhead_p50_ms"]
         ratios[f"server_overhead_median_block_ms_c1_{body}"] = result["median_block_overhead_ms"]
     if 1 in levels:
-        for body in BODIES:
+        for body in args.bodies:
             ratios[f"unpaired_overhead_p50_ms_c1_{body}"] = find("on", body, 1)["p50_ms"] - direct["p50_ms"]
     return {"model": str(args.model), "input_shape": shape, "requests": args.requests,
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                         "python": sys.version.split()[0]},
             "settings": {"max_batch_size": args.max_batch_size, "max_delay_ms": args.max_delay_ms,
                          "threads": args.threads, "server_args": args.server_args,
-                         "client": args.client, "rounds": args.rounds},
+                         "client": args.client, "rounds": args.rounds, "bodies": list(args.bodies)},
             "direct_onnxruntime": direct, "server": rows, "rounds": measured, "paired_c1": paired,
             "ratios": ratios}
 

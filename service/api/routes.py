@@ -57,8 +57,10 @@ INFERENCE_ERRORS: tuple[type[ServiceError], ...] = (
 V2_INFERENCE_ERRORS = tuple(e for e in INFERENCE_ERRORS if e is not NotAcceptableError)
 PREDICT: dict[str, Any] = {"ok": schemas.PredictResponse, "media_types": (NPY,), "errors": INFERENCE_ERRORS,
                            "openapi_extra": tfserving.predict_request_docs}
-EXAMPLES: dict[str, Any] = {"errors": V2_INFERENCE_ERRORS}  # :classify / :regress, JSON only
-MODEL_LOOKUP = (ModelNotFoundError, ModelNotReadyError)
+CLASSIFY: dict[str, Any] = {"ok": schemas.ClassifyResponse, "errors": V2_INFERENCE_ERRORS}  # JSON only
+REGRESS: dict[str, Any] = {"ok": schemas.RegressResponse, "errors": V2_INFERENCE_ERRORS}
+STATUS: dict[str, Any] = {"ok": schemas.ModelStatus, "errors": (ModelNotFoundError, ModelNotReadyError)}
+METADATA: dict[str, Any] = {"ok": schemas.TFModelMetadata, "errors": (ModelNotFoundError, ModelNotReadyError)}
 INFER: dict[str, Any] = {"ok": schemas.InferResponse, "media_types": (OCTET,), "errors": V2_INFERENCE_ERRORS,
                          "openapi_extra": v2.infer_request_docs}
 
@@ -72,29 +74,29 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/models/{name}/labels/{label}:predict", tfserving.predict,
           "Predict with the version a label (stable, canary) names", TFSERVING, **PREDICT),
     Route("POST", "/v1/models/{name}:classify", tfserving_models.classify,
-          "Top classes with labels and scores per example", TFSERVING, **EXAMPLES),
+          "Top classes with labels and scores per example", TFSERVING, **CLASSIFY),
     Route("POST", "/v1/models/{name}/versions/{version}:classify", tfserving_models.classify,
-          "Classify with one version", TFSERVING, **EXAMPLES),
+          "Classify with one version", TFSERVING, **CLASSIFY),
     Route("POST", "/v1/models/{name}/labels/{label}:classify", tfserving_models.classify,
-          "Classify with the version a label names", TFSERVING, **EXAMPLES),
+          "Classify with the version a label names", TFSERVING, **CLASSIFY),
     Route("POST", "/v1/models/{name}:regress", tfserving_models.regress,
-          "One value per example (single-output models)", TFSERVING, **EXAMPLES),
+          "One value per example (single-output models)", TFSERVING, **REGRESS),
     Route("POST", "/v1/models/{name}/versions/{version}:regress", tfserving_models.regress,
-          "Regress with one version", TFSERVING, **EXAMPLES),
+          "Regress with one version", TFSERVING, **REGRESS),
     Route("POST", "/v1/models/{name}/labels/{label}:regress", tfserving_models.regress,
-          "Regress with the version a label names", TFSERVING, **EXAMPLES),
+          "Regress with the version a label names", TFSERVING, **REGRESS),
     Route("GET", "/v1/models/{name}", tfserving_models.model_status,
-          "Model status: the state of every version", TFSERVING, errors=MODEL_LOOKUP),
+          "Model status: the state of every version", TFSERVING, **STATUS),
     Route("GET", "/v1/models/{name}/versions/{version}", tfserving_models.model_status,
-          "Model version status", TFSERVING, errors=MODEL_LOOKUP),
+          "Model version status", TFSERVING, **STATUS),
     Route("GET", "/v1/models/{name}/labels/{label}", tfserving_models.model_status,
-          "Status of the version a label names", TFSERVING, errors=MODEL_LOOKUP),
+          "Status of the version a label names", TFSERVING, **STATUS),
     Route("GET", "/v1/models/{name}/metadata", tfserving_models.model_metadata,
-          "Model metadata: the serving_default signature", TFSERVING, errors=MODEL_LOOKUP),
+          "Model metadata: the serving_default signature", TFSERVING, **METADATA),
     Route("GET", "/v1/models/{name}/versions/{version}/metadata", tfserving_models.model_metadata,
-          "Model version metadata", TFSERVING, errors=MODEL_LOOKUP),
+          "Model version metadata", TFSERVING, **METADATA),
     Route("GET", "/v1/models/{name}/labels/{label}/metadata", tfserving_models.model_metadata,
-          "Metadata of the version a label names", TFSERVING, errors=MODEL_LOOKUP),
+          "Metadata of the version a label names", TFSERVING, **METADATA),
     # --- Open Inference Protocol (KServe v2) ----------------------------------------------------
     Route("GET", "/v2", v2.server_metadata, "Server metadata", V2, ok=schemas.ServerMetadata),
     Route("GET", "/v2/health/live", v2.live, "Server liveness", V2, ok=schemas.Liveness),

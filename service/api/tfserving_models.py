@@ -7,8 +7,8 @@ Formats follow TensorFlow Serving's ``api_rest.md``:
 - ``GET .../metadata``: ``{"model_spec", "metadata": {"signature_def": {"signature_def":
   {"serving_default": {"inputs", "outputs", "method_name"}}}}}`` with TensorFlow dtypes and shapes;
 - ``POST ...:classify``: ``{"examples": [{input: value}, ...], "context": {...}}`` answers
-  ``{"results": [[[label, score], ...], ...]}``, every class highest first, for a model whose
-  only output is one score per class; ``POST ...:regress`` answers ``{"results": [value, ...]}``
+  ``{"result": [[[label, score], ...], ...]}``, every class highest first, for a model whose
+  only output is one score per class; ``POST ...:regress`` answers ``{"result": [value, ...]}``
   for a model whose only output is one value per example. Other models get 400.
 
 Version labels: ``stable`` is the version requests without a version go to (the model's
@@ -78,7 +78,7 @@ async def classify(call: Call) -> Response:
             output].shape[1] else tuple(str(i) for i in range(scores[output].shape[1]))
         results = [[[labels[i], float(row[i])] for i in np.argsort(-row, kind="stable")]
                    for row in scores[output]]
-        return json_response({"results": results})
+        return json_response({"result": results})
 
 
 async def regress(call: Call) -> Response:
@@ -87,7 +87,7 @@ async def regress(call: Call) -> Response:
         output = _only_output(item.contract, "regress", lambda shape: tuple(shape) in ((), (1,)),
                               "one value per example, shape [N] or [N, 1]")
         values = await _run_examples(call, item)
-        return json_response({"results": np.asarray(values[output], np.float64).reshape(-1).tolist()})
+        return json_response({"result": np.asarray(values[output], np.float64).reshape(-1).tolist()})
 
 
 async def _run_examples(call: Call, item: ModelVersion) -> dict[str, np.ndarray]:
