@@ -11,16 +11,21 @@ PYTEST_ARGS ?=
 .PHONY: serve test lint typecheck model bench bench-peers bench-ray-serve container-check grpc-stubs clean
 
 $(BIN)/python:
+	@echo "Creating $(VENV) and installing the dependencies into it: about 2 minutes the first time."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 # One stamp per set of extras; reinstalled whenever pyproject.toml changes.
 $(VENV)/.installed-train: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[train]'
+	@echo "Installing lc2d-serve with the train extra (TensorFlow, Keras, onnx) into $(VENV)..."
+	$(BIN)/pip install --progress-bar off -e '.[train]'
+	@echo "Installed. The command line is $(BIN)/lc2d (or run: source $(BIN)/activate)."
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[train,dev]'
+	@echo "Installing lc2d-serve with the train and dev extras (TensorFlow, tf_keras, Ray, test tools) into $(VENV)..."
+	$(BIN)/pip install --progress-bar off -e '.[train,dev]'
+	@echo "Installed. The command line is $(BIN)/lc2d (or run: source $(BIN)/activate)."
 	touch $@ $(VENV)/.installed-train
 
 $(DEFAULT_MODEL): | $(VENV)/.installed-train

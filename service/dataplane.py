@@ -10,7 +10,6 @@ state, is the model registry's business (``service.registry``).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -26,8 +25,8 @@ from service.settings import ServeSettings
 logger = logging.getLogger("lc2d.service")
 SERVER_NAME = "lc2d-serve"
 EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "statistics")
-"""Open Inference Protocol extensions: binary tensors (HTTP), top-k classes (HTTP and gRPC),
-model configuration and statistics (gRPC)."""
+"""Open Inference Protocol extensions: binary tensors (HTTP), top-k classes, model configuration
+and statistics (HTTP and gRPC)."""
 _V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64",
                  "int32": "INT32", "uint8": "UINT8"}
 
@@ -49,12 +48,28 @@ class DataPlane:
         self.settings = settings
         self.metrics = metrics
         names = registry.names()
-        loaded = [item.name for item in registry.all_versions() if item.model is not None]
-        self.default_model = settings.default_model or next(iter(loaded + names), None)
-        if self.default_model is not None and self.default_model not in names:
-            raise ModelNotFoundError(f"default model {self.default_model!r} is not among the served "
+        # Where no model can arrive later, a default that names none of them is a mistake now.
+        if settings.default_model is not None and settings.default_model not in names \
+                and registry.mode == "none":
+            raise ModelNotFoundError(f"default model {settings.default_model!r} is not among the served "
                                      f"models {names}")
+        self._default_model = settings.default_model or self._first_model()
         self._stopping = False
+
+    @property
+    def default_model(self) -> str | None:
+        """The model ``POST /predict`` uses: ``--default-model``, else the first ``--model`` file,
+        else the first model (by name) with a version loaded, else the first model; chosen once
+        there is one (a repository may start empty in poll or explicit mode)."""
+        if self._default_model is None:
+            self._default_model = self._first_model()
+        return self._default_model
+
+    def _first_model(self) -> str | None:
+        names = self.registry.names()
+        files = [path.stem for path in self.registry.catalog.files if path.stem in names]
+        loaded = [item.name for item in self.registry.all_versions() if item.model is not None]
+        return next(iter(files + loaded + names), None)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -161,13 +176,7 @@ class DataPlane:
         timeout_s = item.config.request_timeout_ms / 1000.0
         if deadline_s is not None:
             timeout_s = min(timeout_s, max(deadline_s, 0.0))
-        started = time.perf_counter()
-        try:
-            outputs = await item.batcher.submit(batch, timeout_s=timeout_s)
-        except BaseException:
-            item.stats.request_done(time.perf_counter() - started, ok=False)
-            raise
-        item.stats.request_done(time.perf_counter() - started, ok=True)
+        outputs = await item.batcher.submit(batch, timeout_s=timeout_s)
         self.metrics.inferred(item.name, item.version, len(batch))
         return outputs
 

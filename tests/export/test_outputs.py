@@ -66,9 +66,9 @@ def test_export_unknown_output_lists_the_available_layers(small_deepface: Any, t
 
 @pytest.mark.parametrize("outputs", [["F7", "F7"], [""]])
 def test_export_outputs_must_be_distinct_names(outputs: list[str]) -> None:
-    from export import ExportError, ExportOptions
+    from export import ExportOptions
 
-    with pytest.raises(ExportError, match="Expected distinct layer names"):
+    with pytest.raises(ValueError, match="expected distinct layer names"):
         ExportOptions(outputs=outputs)
 
 
