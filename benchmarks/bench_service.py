@@ -262,9 +262,10 @@ class Server:
     """``lc2d serve`` on a free port of 127.0.0.1, started and ready."""
 
     def __init__(self, model: Path, extra: list[str]) -> None:
-        self.port = free_port()
+        self.port, self.grpc_port = free_port(), free_port()
         command = [sys.executable, "-m", "lc2d", "serve", "--model", str(model), "--host", "127.0.0.1",
-                   "--port", str(self.port), "--log-level", "warning", "--max-queue", "100000", *extra]
+                   "--port", str(self.port), "--grpc-port", str(self.grpc_port), "--log-level", "warning",
+                   "--max-queue", "100000", *extra]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE)
 

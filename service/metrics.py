@@ -68,6 +68,10 @@ class ServiceMetrics:
                                ["model", "version", "reason"], registry=self.registry)
         self.inferences = Counter("lc2d_inferences_total", "Instances inferred, by model.",
                                   ["model", "version"], registry=self.registry)
+        self.grpc_requests = Counter("lc2d_grpc_requests_total", "gRPC calls by method and status code.",
+                                     ["method", "code"], registry=self.registry)
+        self.grpc_latency = Histogram("lc2d_grpc_request_duration_seconds", "Time to answer a gRPC call.",
+                                      ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.ready = Gauge("lc2d_model_ready", "1 when the model version can serve.",
                            ["model", "version"], registry=self.registry)
         self.request_queue_seconds = Histogram(
@@ -101,6 +105,11 @@ class ServiceMetrics:
         if status >= 400:
             self.errors.labels(route=route, status=str(status)).inc()
         self.latency.labels(route=route).observe(seconds)
+
+    def grpc_done(self, method: str, code: str, seconds: float) -> None:
+        """Records one answered gRPC call (``code``: ``"OK"``, ``"INVALID_ARGUMENT"``...)."""
+        self.grpc_requests.labels(method=method, code=code).inc()
+        self.grpc_latency.labels(method=method).observe(seconds)
 
     def inferred(self, model: str, version: str, instances: int) -> None:
         self.inferences.labels(model=model, version=version).inc(instances)

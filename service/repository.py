@@ -135,20 +135,31 @@ class ModelCatalog:
     repository: Path | None = None
 
     def scan(self) -> dict[str, ModelEntry]:
-        """Every model now on disk (a file name wins over a repository directory of the same name).
+        """Every model now on disk, by name.
 
         Raises:
             ModelLoadError: duplicate ``--model`` names, or a repository that is not a directory.
         """
-        entries = scan_repository(self.repository) if self.repository is not None else {}
-        return {**entries, **entries_from_files(self.files)}
+        found = scan_repository(self.repository) if self.repository is not None else {}
+        files = entries_from_files(self.files)
+        return {name: _combined(files.get(name), found.get(name)) for name in sorted({*found, *files})}
 
     def find(self, name: str) -> ModelEntry | None:
         """One model now on disk, or None."""
-        files = entries_from_files(self.files)
-        if name in files:
-            return files[name]
-        if self.repository is None or name.startswith(".") or "/" in name:
-            return None
-        model_dir = self.repository / name
-        return scan_model_directory(model_dir) if model_dir.is_dir() else None
+        file = entries_from_files(self.files).get(name)
+        directory = None
+        if self.repository is not None and not name.startswith(".") and "/" not in name:
+            model_dir = self.repository / name
+            directory = scan_model_directory(model_dir) if model_dir.is_dir() else None
+        return None if file is None and directory is None else _combined(file, directory)
+
+
+def _combined(file: ModelEntry | None, directory: ModelEntry | None) -> ModelEntry:
+    """A ``--model`` file and a repository directory of the same name serve as one model: the
+    file is version 1 unless the directory has a version 1; the directory's config.json applies."""
+    if file is None or directory is None:
+        entry = file or directory
+        assert entry is not None
+        return entry
+    return ModelEntry(file.name, {**file.versions, **directory.versions}, config_path=directory.config_path,
+                      required=True)

@@ -46,6 +46,10 @@ class ServeSettings(BaseSettings, ServingOptions):
     port: int = Field(default=8000, ge=0, le=65535)
     """TCP port (0 picks a free one)."""
 
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
+    """TCP port of the gRPC server (Open Inference Protocol and grpc.health.v1) on the same host;
+    0 disables gRPC."""
+
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     """Largest request body accepted; larger bodies get 413."""
 

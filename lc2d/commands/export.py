@@ -11,6 +11,7 @@ from typing import Any
 
 from export.options import PRECISIONS, ExportOptions
 from lc2d.errors import UsageError
+from lc2d.tensorflow_logs import import_tensorflow
 
 HELP = "Export a .keras model to standard ONNX, LocallyConnected2D lowered as asked; parity-checked."
 DEFAULTS = ExportOptions()
@@ -123,6 +124,7 @@ def _load_model(path: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     output = _check_args(args)
     options = export_options(args)
+    import_tensorflow(args.verbose)
     model = _load_model(args.model)
     from export import ExportError, ParityError, to_onnx
 

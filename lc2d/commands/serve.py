@@ -13,7 +13,8 @@ from lc2d.errors import UsageError
 from lc2d.options import add_model_options, model_from_args
 from service.settings import ServeSettings
 
-HELP = "Serve exported .onnx models over HTTP (TensorFlow Serving REST and Open Inference Protocol)."
+HELP = ("Serve exported .onnx models over HTTP (TensorFlow Serving REST, Open Inference Protocol) "
+        "and gRPC (Open Inference Protocol).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +37,14 @@ def run(args: argparse.Namespace) -> int:
         return _run_on_ray(settings)
     _check_not_ray_only(settings)
     listener = bind_port(settings.host, settings.port)  # before loading: a taken port fails first
+    if settings.grpc_port:  # the gRPC server binds in the app's lifespan; a taken port fails here first
+        try:
+            bind_port(settings.host, settings.grpc_port, "--grpc-port").close()
+        except UsageError:
+            listener.close()
+            raise
     try:
-        app = create_app(settings)
+        app = create_app(settings, serve_grpc=True)
     except ServiceError as err:
         listener.close()
         raise UsageError(err.message) from err
@@ -49,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"lc2d serve: {item.name} version {item.version} from {item.path}: {state}", flush=True)
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"lc2d serve: http://{shown}:{port} (docs at /docs, default model "
+    grpc = f", gRPC on {shown}:{settings.grpc_port}" if settings.grpc_port else ", gRPC off"
+    print(f"lc2d serve: http://{shown}:{port} (docs at /docs{grpc}, default model "
           f"{plane.default_model!r}, pid {os.getpid()})", flush=True)
     limits = ConnectionLimits(settings.header_timeout_s, settings.body_timeout_s, settings.max_connections)
     config = uvicorn.Config(app, log_level=settings.log_level, http=guarded_protocol(limits),
@@ -59,11 +67,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def bind_port(host: str, port: int) -> socket.socket:
+def bind_port(host: str, port: int, option: str = "--port") -> socket.socket:
     """The listening socket of the server, or one line saying why it cannot be had.
 
     Bound here rather than by uvicorn so that a taken port is reported before anything else is
     printed, and so that ``--port 0`` prints the port the system picked.
+
+    Args:
+        host: the interface.
+        port: the port.
+        option: the option that chose the port, for the message (``--grpc-port``).
 
     Raises:
         UsageError: the port is in use, or the host is not an address of this machine.
@@ -73,9 +86,10 @@ def bind_port(host: str, port: int) -> socket.socket:
         listener = socket.create_server((host, port), family=family, backlog=2048)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
-            raise UsageError(f"--port {port}: expected a free port on {host}, received one already in use "
-                             "(another server?); choose another with --port") from err
-        raise UsageError(f"--host {host} --port {port}: cannot listen there: {err.strerror or err}") from err
+            raise UsageError(f"{option} {port}: expected a free port on {host}, received one already in use "
+                             f"(another server?); choose another with {option}") from err
+        raise UsageError(f"--host {host} {option} {port}: cannot listen there: "
+                         f"{err.strerror or err}") from err
     listener.set_inheritable(True)
     return listener
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from service.model_config import ModelConfig
 
 
 class Schema(BaseModel):
@@ -103,3 +105,57 @@ class InferResponse(Schema):
     model_version: str
     id: str | None = None
     outputs: list[OutputTensor]
+
+
+class RepositoryEntry(Schema):
+    """One model version in the repository index (a model never loaded has no ``version``)."""
+
+    name: str
+    version: str | None = None
+    state: str = Field(description="LOADING, WARMING, READY, DRAINING, UNLOADED or FAILED")
+    reason: str = Field(description="why it is not ready, or what went wrong around it while it serves")
+
+
+class RepositoryIndex(RootModel[list[RepositoryEntry]]):
+    """Every model and version the server knows, with state and reason."""
+
+
+class ModelControlAnswer(Schema):
+    """The model's versions after a load or unload."""
+
+    name: str
+    versions: list[RepositoryEntry]
+
+
+class ModelConfigAnswer(ModelConfig):
+    """The configuration a model is served with: its config.json over the server's flags (the
+    keys of docs/model-format.md; ``warmup`` with its default applied)."""
+
+    name: str
+
+
+class DurationStat(Schema):
+    """A count and its cumulative time in nanoseconds."""
+
+    count: int
+    ns: int
+
+
+class VersionStatistics(Schema):
+    """Inference statistics of one model version (Triton's layout)."""
+
+    name: str
+    version: str
+    last_inference: int = Field(description="milliseconds since the epoch")
+    inference_count: int = Field(description="instances inferred")
+    execution_count: int = Field(description="model runs (batches)")
+    inference_stats: dict[str, DurationStat] = Field(
+        description="success, fail, queue, compute_input (merge), compute_infer (run), "
+                    "compute_output (split), cache_hit, cache_miss")
+    batch_stats: list[Any]
+
+
+class InferenceStatistics(Schema):
+    """Statistics of every version asked for."""
+
+    model_stats: list[VersionStatistics]

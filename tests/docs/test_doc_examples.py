@@ -2,8 +2,8 @@
 
 Each block (see tests/docs/doc_blocks.py) runs with ``bash -euo pipefail`` in a fresh folder
 holding ``artifacts/models/digits/1/model.onnx`` and ``model.onnx`` (a small 8x8x1 -> 10 digits
-classifier written with onnx.helper, no training), with ``PORT`` and ``HOST`` naming the test's
-server, which serves that repository, and ``lc2d``/``python``/``python3`` running this
+classifier written with onnx.helper, no training), with ``HOST``, ``PORT`` and ``GRPC_PORT``
+naming the test's server, which serves that repository, and ``lc2d``/``python``/``python3`` running this
 checkout. A block fails when it exits non-zero or prints a JSON error body (``"error":``), so a
 ``curl`` answered 4xx fails too. Blocks marked ``<!-- not-tested: reason -->`` are not run (the
 reason stays in the docs). The test id, and every failure message, is the block's ``file:line``.
@@ -64,7 +64,8 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def block_environment(server: ServerProcess, tools: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LC2D_")}
     env.update(PATH=f"{tools}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(REPO_ROOT),
-               HOST="127.0.0.1", PORT=str(server.port), TF_CPP_MIN_LOG_LEVEL="3")
+               HOST="127.0.0.1", PORT=str(server.port), GRPC_PORT=str(server.grpc_port),
+               TF_CPP_MIN_LOG_LEVEL="3")
     return env
 
 

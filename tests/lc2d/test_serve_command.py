@@ -13,8 +13,9 @@ from tests.service.conftest import REPO_ROOT, ServerProcess, write_classifier
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lc2d", "serve", *args], capture_output=True, text=True,
-                          timeout=120, cwd=REPO_ROOT)
+    # gRPC off unless a test asks (a later --grpc-port wins): port 8001 may be taken on this machine
+    return subprocess.run([sys.executable, "-m", "lc2d", "serve", "--grpc-port", "0", *args],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
 
 
 def test_port_in_use_is_one_line_exit_2_and_no_url(tmp_path: Path) -> None:
@@ -26,6 +27,17 @@ def test_port_in_use_is_one_line_exit_2_and_no_url(tmp_path: Path) -> None:
     assert result.stdout == ""  # nothing announced before the error
     assert result.stderr == (f"lc2d serve: error: --port {port}: expected a free port on 127.0.0.1, "
                              "received one already in use (another server?); choose another with --port\n")
+
+
+def test_grpc_port_in_use_is_one_line_exit_2_and_no_url(tmp_path: Path) -> None:
+    write_classifier(tmp_path / "tiny.onnx")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = serve("--model", str(tmp_path / "tiny.onnx"), "--port", "0", "--grpc-port", str(port))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"lc2d serve: error: --grpc-port {port}: expected a free port on 127.0.0.1, "
+                             "received one already in use (another server?); choose another with "
+                             "--grpc-port\n")
 
 
 def test_empty_repository_is_refused_when_no_model_could_arrive(tmp_path: Path) -> None:

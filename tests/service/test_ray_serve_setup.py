@@ -45,6 +45,9 @@ def test_deployment_options_fixed_replicas_take_the_batchers_queue_and_drain_dea
     assert options["max_ongoing_requests"] == 200
     assert options["graceful_shutdown_timeout_s"] == settings.drain_timeout_s == 12
     assert options["ray_actor_options"] == {"num_cpus": 0.5}
+    assert options["logging_config"] == {"log_level": "INFO", "enable_access_log": True}
+    quiet = ray_serve.deployment_options(ServeSettings(model=[Path("m.onnx")], log_level="warning"))
+    assert quiet["logging_config"] == {"log_level": "WARNING", "enable_access_log": False}
 
 
 def test_deployment_options_autoscale_scales_on_ongoing_requests() -> None:
