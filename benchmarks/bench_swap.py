@@ -127,6 +127,14 @@ class Server:
         return {f"{row['name']}/{row.get('version', '')}": row["state"]
                 for row in self.post("/v2/repository/index")}
 
+    def loads(self) -> float:
+        """``lc2d_model_loads_total`` of the benchmark's model (versions loaded and warmed up)."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith(f'lc2d_model_loads_total{{model="{NAME}"}}'):
+                    return float(line.split()[-1])
+        return 0.0
+
     def rss_mb(self) -> float:
         import psutil
 
@@ -226,20 +234,38 @@ def first_request_ratio(server: Server, root: Path, args: argparse.Namespace,
 
     firsts: list[float] = []
     steady: list[float] = []
+    server_first: list[float] = []  # the server's own time for the first request (its statistics)
+    server_steady: list[float] = []  # and its mean over the steady ones
     for reload in range(args.reloads):
+        loads = server.loads()
         write_model(root / NAME / "2" / "model.onnx", args.features, args.classes, seed=100 + reload)
         if args.mode == "explicit":
             server.post(f"/v2/repository/models/{NAME}/load")
-        else:
-            time.sleep(2.0)  # the next poll reloads the changed file
+        deadline = time.monotonic() + 120
+        while server.loads() == loads or server.index().get(f"{NAME}/2") != "READY":  # poll: the next read
+            assert time.monotonic() < deadline, "the changed file was not reloaded"
+            time.sleep(0.05)
         reconnect()  # the load request took longer than the server's keep-alive
         firsts.append(timed())
+        server_first.append(server_seconds(server))
         steady.extend(timed() for _ in range(30))
+        server_steady.append((server_seconds(server) * 31 - server_first[-1]) / 30)
     connection.close()
     p50 = float(np.median(steady))
     return {"first_ms": [round(f * 1e3, 2) for f in firsts],
             "first_median_ms": float(np.median(firsts)) * 1e3,
-            "steady_p50_ms": p50 * 1e3, "ratio": float(np.median(firsts)) / p50}
+            "steady_p50_ms": p50 * 1e3, "ratio": float(np.median(firsts)) / p50,
+            "server_first_ms": [round(f * 1e3, 2) for f in server_first],
+            "server_steady_mean_ms": [round(f * 1e3, 2) for f in server_steady],
+            "server_ratio": float(np.median(server_first) / np.median(server_steady))}
+
+
+def server_seconds(server: Server) -> float:
+    """Mean time the server spent per successful request of the current version (its statistics,
+    which start at zero when a version becomes ready)."""
+    stats = server.get(f"/v2/models/{NAME}/stats")["model_stats"]
+    success = next(s for s in stats if s["version"] == "2")["inference_stats"]["success"]
+    return float(success["ns"]) / 1e9 / max(1, int(success["count"]))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -332,7 +358,9 @@ def print_report(result: dict[str, Any]) -> None:
           f"({rss['after / one version']:.2f}x)")
     first = result["first_request_after_ready"]
     print(f"first request after a reload: median {first['first_median_ms']:.1f} ms over {first['first_ms']} "
-          f"vs steady p50 {first['steady_p50_ms']:.1f} ms ({first['ratio']:.2f}x)")
+          f"vs steady p50 {first['steady_p50_ms']:.1f} ms ({first['ratio']:.2f}x); in the server: first "
+          f"{first['server_first_ms']} ms vs steady means {first['server_steady_mean_ms']} ms "
+          f"({first['server_ratio']:.2f}x)")
 
 
 def main(argv: list[str] | None = None) -> int:

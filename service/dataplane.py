@@ -25,8 +25,8 @@ from service.settings import ServeSettings
 logger = logging.getLogger("lc2d.service")
 SERVER_NAME = "lc2d-serve"
 EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "statistics")
-"""Open Inference Protocol extensions: binary tensors (HTTP), top-k classes (HTTP and gRPC),
-model configuration and statistics (gRPC)."""
+"""Open Inference Protocol extensions: binary tensors (HTTP), top-k classes, model configuration
+and statistics (HTTP and gRPC)."""
 _V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64",
                  "int32": "INT32", "uint8": "UINT8"}
 

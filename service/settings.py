@@ -53,6 +53,10 @@ class ServeSettings(BaseSettings, ServingOptions):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     """Largest request body accepted; larger bodies get 413."""
 
+    gzip_min_bytes: int = Field(default=64 * 1024, ge=0)
+    """Answers at least this large are gzip-compressed for clients that send
+    ``Accept-Encoding: gzip``; 0 compresses none."""
+
     max_json_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
     """Largest JSON body accepted (the smaller of this and ``max_body_bytes`` applies); larger
     JSON bodies get 413. JSON costs 3-5x the bytes of ``.npy`` for the same tensor and CPU to

@@ -76,9 +76,13 @@ async def model_ready(call: Call) -> Response:
 
 
 async def infer(call: Call) -> Response:
-    """Runs inference on JSON tensors or binary tensors (``Inference-Header-Content-Length``)."""
+    """Runs inference on JSON tensors or binary tensors (``Inference-Header-Content-Length``).
+
+    ``?version=V`` (as tritonclient.http's ``query_params`` sends it) names the version like the
+    ``/versions/{version}`` path does.
+    """
     assert call.name is not None
-    async with call.plane.serving(call.name, call.version) as item:
+    async with call.plane.serving(call.name, query_version(call)) as item:
         return await _infer(call, item)
 
 
@@ -92,6 +96,21 @@ async def _infer(call: Call, item: ModelVersion) -> Response:
     parsed = await off_loop(len(body), parse_infer_body, body, header_length, item.contract, item.limits)
     outputs = await unless_client_leaves(request, call.plane.infer(item, parsed.batch))
     return infer_response(item, outputs, parsed)
+
+
+def query_version(call: Call) -> str | None:
+    """The version of the path or of ``?version=``; 400 when they differ, or for other parameters."""
+    query = call.request.query_params
+    unknown = sorted(set(query) - {"version"})
+    if unknown:
+        raise MalformedRequestError(f"unknown query parameters {unknown}, expected none or ['version']",
+                                    expected=["version"], received=unknown)
+    asked = query.getlist("version")
+    if len(asked) > 1 or (asked and call.version is not None and asked[0] != call.version):
+        raise MalformedRequestError(f"the request names versions {[call.version, *asked]}, expected one "
+                                    f"(in the path or in ?version=)", expected="one version",
+                                    received=[v for v in (call.version, *asked) if v is not None])
+    return asked[0] if asked else call.version
 
 
 def infer_request_docs(plane: DataPlane) -> dict[str, Any]:
