@@ -229,8 +229,8 @@ class InputContract:
                 :meth:`validate_batch`.
         """
         if isinstance(instances, np.ndarray) and instances.ndim > 0:  # decoded whole (bodies.parse_json)
-            self._check_batch_size(len(instances))
-            return self.validate_batch(instances)
+            _check_batch_size(len(instances), limits)
+            return self.validate_batch(instances, limits)
         if not isinstance(instances, Sequence) or isinstance(instances, str | bytes):
             raise ShapeMismatchError(
                 f"expected a list of instances, received {type(instances).__name__}",

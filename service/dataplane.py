@@ -156,6 +156,12 @@ class DataPlane:
 
     # --- inference -----------------------------------------------------------------------------
 
+    def admit(self, item: ModelVersion) -> None:
+        """Raises QueueFullError (503) when ``item``'s queue is full: routes ask before they read a
+        body, so an overloaded server refuses without reading, parsing or validating anything."""
+        if item.batcher is not None:
+            item.batcher.refuse_if_full()
+
     async def infer(self, item: ModelVersion, batch: np.ndarray,
                     deadline_s: float | None = None) -> dict[str, np.ndarray]:
         """Runs a batch validated against ``item.contract`` and ``item.limits`` through its batcher.

@@ -10,18 +10,22 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 from fastapi import Request, Response
+from starlette.requests import ClientDisconnect
 
+from service.connections import TIMED_OUT
 from service.errors import (
+    ClientDisconnectedError,
     DtypeError,
     MalformedRequestError,
     NotAcceptableError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ServiceError,
     UnsupportedMediaTypeError,
 )
@@ -30,6 +34,7 @@ from service.settings import ServeSettings
 JSON = "application/json"
 NPY = "application/x-npy"
 OCTET = "application/octet-stream"
+FORM = "application/x-www-form-urlencoded"
 LARGE_BODY_BYTES = 1 << 20
 """Bodies from this size on are decoded in a worker thread, off the event loop."""
 MAX_JSON_DEPTH = 1024  # orjson's own limit, and below Python's recursion limit for the fallback
@@ -136,25 +141,64 @@ async def _read_raw(request: Request, limit: int) -> Body:
         raise PayloadTooLargeError(f"the body has {declared} bytes, expected at most {limit}",
                                    expected=limit, received=declared)
     body = bytearray()
-    async for chunk in request.stream():
-        if len(body) + len(chunk) > limit:
-            raise PayloadTooLargeError(f"the body has more than {limit} bytes, expected at most {limit}",
-                                       expected=limit)
-        body += chunk
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > limit:
+                raise PayloadTooLargeError(f"the body has more than {limit} bytes, expected at most {limit}",
+                                           expected=limit)
+            body += chunk
+    except ClientDisconnect as err:
+        if request.scope.get(TIMED_OUT):  # the connection layer closed a body that came too slowly
+            raise RequestTimeoutError("the request body did not arrive in time", received=len(body)) from err
+        raise ClientDisconnectedError(f"the client closed the connection after {len(body)} bytes of its body",
+                                      received=len(body)) from err
     return body
 
 
-# The rule for a POST without Content-Type, per kind of route. Browsers send such bodies
-# cross-origin without a CORS preflight (so do text/plain and form bodies, which are refused
-# here: 415), so reading them as JSON lets any web page make a visitor's browser run inferences
-# on a server it can reach. Weighed: the answer stays unreadable to that page (no CORS headers),
-# and an inference changes nothing on the server, so what such a page gains is CPU time, the
-# same as it gets from any public endpoint; refusing would break the official clients. The
-# Open Inference Protocol routes read such bodies as JSON (or binary tensors with
-# Inference-Header-Content-Length) because tritonclient and the KServe v2 clients send no
-# Content-Type at all; the TensorFlow Serving routes too, because TensorFlow Serving does and
-# its documented `curl -d` examples send none. A deployment that must not be driven from
-# browsers puts the server behind authentication, which this rule cannot replace.
+async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """Awaits ``work`` (an inference), cancelled as soon as the client disconnects.
+
+    A request whose client has gone is thereby taken off the batching queue before it runs
+    (counted in ``lc2d_dropped_requests_total{reason="client_gone"}``), instead of costing a model
+    run nobody reads. Call it once the body has been read: it listens on the request's channel.
+
+    Raises:
+        ClientDisconnectedError: the client disconnected first (499, logged, never sent).
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        raise ClientDisconnectedError("the client closed the connection before its answer") from None
+    finally:
+        watcher.cancel()
+
+
+# The rule for a POST without Content-Type, per kind of route. A script on any web page can
+# make a visitor's browser send such a body cross-origin without a CORS preflight, so reading
+# it as JSON lets that page run inferences on a server the browser reaches. Weighed: the page
+# cannot read the answer (no CORS headers) and an inference changes nothing on the server, so
+# the page gains CPU time, as from any public endpoint; refusing would break the official
+# clients, which send no Content-Type (tritonclient and the KServe v2 clients on the Open
+# Inference Protocol routes, where the body may also be binary tensors with
+# Inference-Header-Content-Length) and TensorFlow Serving, which reads such bodies as JSON.
+# Form and text/plain bodies stay refused (415): a plain HTML form posts those from any page,
+# no script needed; `curl -d` sends a form type, and the 415 says to add the JSON type. A
+# deployment that browsers must not drive puts the server behind authentication, which this
+# rule cannot replace.
 WHEN_CONTENT_TYPE_MISSING: dict[str, str | None] = {"tfserving": JSON, "v2": JSON}
 """Route kind -> the media type assumed when a POST has no Content-Type (None: 415)."""
 
@@ -173,8 +217,10 @@ def require_media_type(request: Request, accepted: tuple[str, ...], route_kind: 
         raise UnsupportedMediaTypeError(f"the request has no Content-Type, expected one of {list(accepted)}",
                                         expected=list(accepted), received=None)
     if kind not in accepted:
+        hint = (" (curl -d sends it by default: add -H 'Content-Type: application/json'; form bodies are "
+                "refused because any web page's form can post them here)") if kind == FORM else ""
         raise UnsupportedMediaTypeError(f"Content-Type {kind!r} is not supported here, expected one of "
-                                        f"{list(accepted)}", expected=list(accepted), received=kind)
+                                        f"{list(accepted)}{hint}", expected=list(accepted), received=kind)
     return kind
 
 
@@ -543,13 +589,28 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
     return Response(body, status_code=status_code, media_type=JSON, headers=headers)
 
 
-def error_response(err: ServiceError) -> Response:
-    """The JSON answer for a service error: what was expected and what was received."""
+def error_response(err: ServiceError, headers: dict[str, str] | None = None) -> Response:
+    """The JSON answer for a service error: what was expected and what was received.
+
+    File paths in the message and details (a model file, ONNX Runtime's sources) are cut to
+    their last component: clients learn what went wrong, not how the server is laid out.
+    """
+    content = {key: without_paths(value) if isinstance(value, str) else value
+               for key, value in err.to_dict().items()}
+    headers = {**err.headers, **(headers or {})}
     try:
-        return json_response(err.to_dict(), status_code=err.status_code, headers=err.headers)
+        return json_response(content, status_code=err.status_code, headers=headers)
     except TypeError:  # details orjson cannot write (an integer beyond 64 bits a client sent)
-        body = json.dumps(err.to_dict(), default=str).encode()
-        return Response(body, status_code=err.status_code, media_type=JSON, headers=err.headers)
+        body = json.dumps(content, default=str).encode()
+        return Response(body, status_code=err.status_code, media_type=JSON, headers=headers)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s/'\"(),:;\[\]]+)+/?")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute file path replaced by its last component."""
+    return _ABSOLUTE_PATH.sub(lambda found: found.group(0).rstrip("/").rsplit("/", 1)[-1], text)
 
 
 def npy_response(array: np.ndarray, headers: dict[str, str] | None = None) -> Response:

@@ -32,6 +32,7 @@ from service.api.bodies import (
     preferred_response,
     read_body,
     require_media_type,
+    unless_client_leaves,
 )
 from service.api.routing import Call
 from service.contract import NO_LIMITS, InputContract, InputLimits
@@ -84,9 +85,10 @@ async def _predict(call: Call, item: ModelVersion) -> Response:
     plane, request, contract = call.plane, call.request, item.contract
     kind = require_media_type(request, (JSON, NPY), "tfserving")
     answer_as = preferred_response(request)
+    plane.admit(item)
     body = await read_body(request, body_limit(plane.settings, kind))
     batch, columnar = await off_loop(len(body), parse_predict_body, kind, body, contract, item.limits)
-    outputs = await plane.infer(item, batch)
+    outputs = await unless_client_leaves(request, plane.infer(item, batch))
     headers = {"X-Model-Name": item.name, "X-Model-Version": item.version}
     if answer_as == NPY:
         first = contract.output_names[0]

@@ -28,6 +28,7 @@ from service.api.bodies import (
     parse_json,
     read_body,
     require_media_type,
+    unless_client_leaves,
 )
 from service.api.routing import Call
 from service.api.tfserving import example_instance
@@ -90,9 +91,10 @@ async def _infer(call: Call, item: ModelVersion) -> Response:
     require_media_type(request, (JSON, OCTET), "v2")
     header_length = request.headers.get(HEADER_LENGTH)
     limit = body_limit(call.plane.settings, JSON if header_length is None else OCTET)
+    call.plane.admit(item)
     body = await read_body(request, limit)
     parsed = await off_loop(len(body), parse_infer_body, body, header_length, item.contract, item.limits)
-    outputs = await call.plane.infer(item, parsed.batch)
+    outputs = await unless_client_leaves(request, call.plane.infer(item, parsed.batch))
     return infer_response(item, outputs, parsed)
 
 
