@@ -151,7 +151,7 @@ def launch_lc2d(spec: ServeSpec, bin_dir: Path) -> Launch:
     command = [sys.executable, "-m", "lc2d", "serve", "--model", str(spec.model), "--host", "127.0.0.1",
                "--port", str(spec.port), "--threads", str(spec.threads), "--max-batch-size",
                str(spec.max_batch_size), "--max-delay-ms", str(spec.max_delay_ms), "--log-level", "warning",
-               "--max-queue", "100000"]
+               "--max-queue", "100000", "--grpc-port", "0"]  # HTTP only, like the peers
     return Launch(command, f"/v2/models/{spec.model_name}/infer", startup_s=60)
 
 

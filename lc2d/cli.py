@@ -15,6 +15,10 @@ from typing import NoReturn
 
 from lc2d import __version__
 from lc2d.errors import UsageError
+from lc2d.tensorflow_logs import VERBOSE_HELP
+
+# Verbs that import TensorFlow: quiet by default, --verbose shows its log lines.
+TENSORFLOW_VERBS = ("train", "import-legacy", "export")
 
 # verb -> module under lc2d.commands
 VERBS: dict[str, str] = {
@@ -53,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, module in _available_verbs().items():
         verb_parser = sub.add_parser(verb, help=module.HELP, description=module.HELP)  # type: ignore[attr-defined]
         module.add_arguments(verb_parser)  # type: ignore[attr-defined]
+        if verb in TENSORFLOW_VERBS:
+            verb_parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
         verb_parser.set_defaults(_run=module.run)  # type: ignore[attr-defined]
     return parser
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lc2d import __version__
@@ -23,6 +24,7 @@ from service.api.fastpath import FastPathDispatch
 from service.api.routes import ROUTES
 from service.api.routing import build_router, install_error_handlers
 from service.dataplane import DataPlane
+from service.grpc.server import GrpcServer
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
 from service.repository import ModelCatalog
@@ -38,17 +40,20 @@ def create_registry(settings: ServeSettings, metrics: ServiceMetrics) -> ModelRe
                          poll_secs=settings.repository_poll_secs)
 
 
-def create_app(settings: ServeSettings, *, load_models: bool = True) -> FastAPI:
+def create_app(settings: ServeSettings, *, load_models: bool = True, serve_grpc: bool = False) -> FastAPI:
     """Builds the service.
 
     Args:
         settings: server settings.
         load_models: load and warm up the models now; False builds the app without any (to
             read its routes and OpenAPI schema).
+        serve_grpc: also serve gRPC on ``settings.grpc_port`` (unless 0) from the lifespan, in
+            the same event loop; ``lc2d serve`` asks for it, in-process test apps do not.
 
     Returns:
-        The FastAPI app; its lifespan makes the models ready (and polls the repository in poll
-        mode, rescans it on SIGHUP) and, on shutdown, drains them.
+        The FastAPI app; its lifespan makes the models ready, starts the gRPC server (and polls
+        the repository in poll mode, rescans it on SIGHUP) and, on shutdown, drains them: gRPC
+        refuses new calls while the calls in flight and the queued requests finish.
 
     Raises:
         ModelLoadError, ProviderUnavailableError: a ``--model`` file failed to load.
@@ -59,12 +64,21 @@ def create_app(settings: ServeSettings, *, load_models: bool = True) -> FastAPI:
         registry.load_all()
     plane = DataPlane(registry, settings, metrics)
 
+    grpc_server = GrpcServer(plane, settings.host, settings.grpc_port) \
+        if serve_grpc and settings.grpc_port else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await plane.start()
+        if grpc_server is not None:
+            await grpc_server.start()
         with _rescan_on_sighup(registry):
             yield
-        await plane.stop()
+        if grpc_server is None:
+            await plane.stop()
+            return
+        # both at once: calls in flight wait on the batchers that plane.stop() finishes
+        await asyncio.gather(grpc_server.stop(settings.drain_timeout_s), plane.stop())
 
     app = FastAPI(title="lc2d-serve", version=__version__, lifespan=lifespan,
                   description="LocallyConnected2D models exported to ONNX, served by ONNX Runtime "
@@ -75,6 +89,8 @@ def create_app(settings: ServeSettings, *, load_models: bool = True) -> FastAPI:
     app.include_router(build_router(ROUTES, plane))
     install_error_handlers(app)
     app.add_middleware(FastPathDispatch, plane=plane, routes=ROUTES)  # innermost: skips the router
+    if settings.gzip_min_bytes:  # large answers (JSON of big outputs) for clients that accept gzip
+        app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

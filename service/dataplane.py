@@ -10,7 +10,6 @@ state, is the model registry's business (``service.registry``).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -25,6 +24,9 @@ from service.settings import ServeSettings
 
 logger = logging.getLogger("lc2d.service")
 SERVER_NAME = "lc2d-serve"
+EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "statistics")
+"""Open Inference Protocol extensions: binary tensors (HTTP), top-k classes, model configuration
+and statistics (HTTP and gRPC)."""
 _V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64",
                  "int32": "INT32", "uint8": "UINT8"}
 
@@ -46,12 +48,28 @@ class DataPlane:
         self.settings = settings
         self.metrics = metrics
         names = registry.names()
-        loaded = [item.name for item in registry.all_versions() if item.model is not None]
-        self.default_model = settings.default_model or next(iter(loaded + names), None)
-        if self.default_model is not None and self.default_model not in names:
-            raise ModelNotFoundError(f"default model {self.default_model!r} is not among the served "
+        # Where no model can arrive later, a default that names none of them is a mistake now.
+        if settings.default_model is not None and settings.default_model not in names \
+                and registry.mode == "none":
+            raise ModelNotFoundError(f"default model {settings.default_model!r} is not among the served "
                                      f"models {names}")
+        self._default_model = settings.default_model or self._first_model()
         self._stopping = False
+
+    @property
+    def default_model(self) -> str | None:
+        """The model ``POST /predict`` uses: ``--default-model``, else the first ``--model`` file,
+        else the first model (by name) with a version loaded, else the first model; chosen once
+        there is one (a repository may start empty in poll or explicit mode)."""
+        if self._default_model is None:
+            self._default_model = self._first_model()
+        return self._default_model
+
+    def _first_model(self) -> str | None:
+        names = self.registry.names()
+        files = [path.stem for path in self.registry.catalog.files if path.stem in names]
+        loaded = [item.name for item in self.registry.all_versions() if item.model is not None]
+        return next(iter(files + loaded + names), None)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -110,7 +128,7 @@ class DataPlane:
         return not self._stopping and self.registry.any_ready
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": __version__, "extensions": ["binary_tensor_data"]}
+        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Open Inference Protocol model metadata, plus lc2d details under ``parameters``."""
@@ -138,23 +156,33 @@ class DataPlane:
 
     # --- inference -----------------------------------------------------------------------------
 
-    async def infer(self, item: ModelVersion, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def admit(self, item: ModelVersion) -> None:
+        """Raises QueueFullError (503) when ``item``'s queue is full: routes ask before they read a
+        body, so an overloaded server refuses without reading, parsing or validating anything."""
+        if item.batcher is not None:
+            item.batcher.refuse_if_full()
+
+    async def infer(self, item: ModelVersion, batch: np.ndarray,
+                    deadline_s: float | None = None) -> dict[str, np.ndarray]:
         """Runs a batch validated against ``item.contract`` and ``item.limits`` through its batcher.
 
         A version that is draining still runs the requests that hold a lease on it.
+
+        Args:
+            item: the model version (from :meth:`find_ready`).
+            batch: the validated batch.
+            deadline_s: seconds the client still waits (a gRPC deadline); the request's
+                deadline is the shorter of it and ``request_timeout_ms``.
 
         Returns:
             Output name -> this request's rows.
         """
         if item.batcher is None or item.batcher.closing:
             raise ModelNotReadyError(item.not_ready_message())
-        started = time.perf_counter()
-        try:
-            outputs = await item.batcher.submit(batch, timeout_s=item.config.request_timeout_ms / 1000.0)
-        except BaseException:
-            item.stats.request_done(time.perf_counter() - started, ok=False)
-            raise
-        item.stats.request_done(time.perf_counter() - started, ok=True)
+        timeout_s = item.config.request_timeout_ms / 1000.0
+        if deadline_s is not None:
+            timeout_s = min(timeout_s, max(deadline_s, 0.0))
+        outputs = await item.batcher.submit(batch, timeout_s=timeout_s)
         self.metrics.inferred(item.name, item.version, len(batch))
         return outputs
 

@@ -21,6 +21,8 @@ class _ModelBatchObserver:
         self._queue = metrics.queue_depth.labels(model=model, version=version)
         self._waited = metrics.request_queue_seconds.labels(model=model, version=version)
         self._computed = metrics.request_compute_seconds.labels(model=model, version=version)
+        self._dropped = {reason: metrics.dropped.labels(model=model, version=version, reason=reason)
+                         for reason in ("client_gone", "deadline")}
 
     def batch_ran(self, size: int, requests: int, seconds: float) -> None:
         self._batch_size.observe(size)
@@ -28,6 +30,9 @@ class _ModelBatchObserver:
 
     def queue_changed(self, depth: int) -> None:
         self._queue.set(depth)
+
+    def request_dropped(self, reason: str) -> None:
+        self._dropped[reason].inc()
 
     def batch_timed(self, timing: BatchTiming) -> None:
         compute = timing.input_s + timing.infer_s + timing.output_s
@@ -57,8 +62,16 @@ class ServiceMetrics:
                                        ["model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("lc2d_queue_depth", "Requests waiting to be batched.",
                                  ["model", "version"], registry=self.registry)
+        self.dropped = Counter("lc2d_dropped_requests_total",
+                               "Requests taken off the queue without running, by reason: client_gone "
+                               "(the client disconnected first) or deadline.",
+                               ["model", "version", "reason"], registry=self.registry)
         self.inferences = Counter("lc2d_inferences_total", "Instances inferred, by model.",
                                   ["model", "version"], registry=self.registry)
+        self.grpc_requests = Counter("lc2d_grpc_requests_total", "gRPC calls by method and status code.",
+                                     ["method", "code"], registry=self.registry)
+        self.grpc_latency = Histogram("lc2d_grpc_request_duration_seconds", "Time to answer a gRPC call.",
+                                      ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.ready = Gauge("lc2d_model_ready", "1 when the model version can serve.",
                            ["model", "version"], registry=self.registry)
         self.request_queue_seconds = Histogram(
@@ -92,6 +105,11 @@ class ServiceMetrics:
         if status >= 400:
             self.errors.labels(route=route, status=str(status)).inc()
         self.latency.labels(route=route).observe(seconds)
+
+    def grpc_done(self, method: str, code: str, seconds: float) -> None:
+        """Records one answered gRPC call (``code``: ``"OK"``, ``"INVALID_ARGUMENT"``...)."""
+        self.grpc_requests.labels(method=method, code=code).inc()
+        self.grpc_latency.labels(method=method).observe(seconds)
 
     def inferred(self, model: str, version: str, instances: int) -> None:
         self.inferences.labels(model=model, version=version).inc(instances)

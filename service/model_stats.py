@@ -56,10 +56,18 @@ class InferenceStats:
     last_inference_ms: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def reset(self, forward: BatchObserver | None) -> None:
+        """Zeroes every counter (after the warmup) and sets where batch events go on to."""
+        with self._lock:
+            self.success, self.fail, self.queue = Duration(), Duration(), Duration()
+            self.compute_input, self.compute_infer, self.compute_output = Duration(), Duration(), Duration()
+            self.inference_count = self.execution_count = self.last_inference_ms = 0
+            self.forward = forward
+
     # --- requests (the data plane) -----------------------------------------------------------------
 
     def request_done(self, seconds: float, ok: bool) -> None:
-        """Records one request's outcome and its time in the server after parsing."""
+        """Records one request's outcome and its time from choosing this version to the answer."""
         with self._lock:
             (self.success if ok else self.fail).add(seconds)
             self.last_inference_ms = int(time.time() * 1000)
@@ -76,6 +84,10 @@ class InferenceStats:
     def queue_changed(self, depth: int) -> None:
         if self.forward is not None:
             self.forward.queue_changed(depth)
+
+    def request_dropped(self, reason: str) -> None:
+        if self.forward is not None:
+            self.forward.request_dropped(reason)
 
     def batch_timed(self, timing: BatchTiming) -> None:
         requests = len(timing.queue_s)

@@ -79,7 +79,7 @@ def deployment_options(settings: ServeSettings) -> dict[str, Any]:
     Every request a replica accepts goes to its batcher, so a replica takes as many concurrent
     requests as the batcher queues (``max_queue``); Ray Serve's default of 5 would starve the
     batcher. The graceful shutdown lets queued requests finish within one request deadline, as
-    ``lc2d serve`` does on SIGTERM.
+    ``lc2d serve`` does on SIGTERM. Logging follows ``log_level``.
     """
     options: dict[str, Any] = {
         "name": DEPLOYMENT_NAME,
@@ -87,6 +87,9 @@ def deployment_options(settings: ServeSettings) -> dict[str, Any]:
         "ray_actor_options": {"num_cpus": settings.ray_replica_cpus},
         "graceful_shutdown_timeout_s": settings.drain_timeout_s,
         "health_check_period_s": 2.0,
+        # as uvicorn under `lc2d serve`: one access line per request only at info and debug
+        "logging_config": {"log_level": settings.log_level.upper(),
+                           "enable_access_log": settings.log_level in ("info", "debug")},
     }
     scale = settings.autoscale_range
     if scale is None:

@@ -33,6 +33,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from service.batching import DynamicBatcher
 from service.contract import InputContract, InputLimits
 from service.errors import (
@@ -46,7 +48,7 @@ from service.errors import (
 from service.metrics import ServiceMetrics
 from service.model_config import ModelConfig, ServingOptions, read_model_config
 from service.model_stats import InferenceStats
-from service.repository import FileDigest, ModelCatalog, ModelEntry
+from service.repository import FileDigest, ModelCatalog, ModelEntry, is_version_name
 from service.runtime import InstancePool, LoadedModel, load_instances
 
 logger = logging.getLogger("lc2d.service")
@@ -186,9 +188,10 @@ class ModelRegistry:
     # --- start-up and shutdown -------------------------------------------------------------------
 
     def load_all(self) -> None:
-        """Loads and warms up every model version the repository and policies name (blocking).
+        """Loads every model version the repository and policies name (blocking).
 
-        Run once before serving; :meth:`start` then makes the warmed versions ready.
+        Run once before serving; :meth:`start` then warms the loaded versions up and makes them
+        ready.
 
         Raises:
             ModelLoadError: a ``--model`` file failed to load; ProviderUnavailableError: the
@@ -205,21 +208,22 @@ class ModelRegistry:
             for version in wanted:
                 item = ModelVersion(name, version, entry.versions[version], config)
                 record.versions[version] = item
-                error = self._load_and_warm(item)
-                if error is not None and (entry.required or error.code == "provider_unavailable"):
+                error = self._load(item)
+                required = entry.required and item.path in self.catalog.files  # a --model file
+                if error is not None and (required or error.code == "provider_unavailable"):
                     raise error  # start-up stops with this one message
                 if error is not None:
                     logger.error("%s", item.not_ready_message())
 
     async def start(self) -> None:
-        """Makes every warmed-up version ready (needs the running loop); starts polling."""
+        """Warms up every loaded version and makes it ready (needs the running loop); starts polling."""
         self._running = True
         for record in self._models.values():
             for item in record.versions.values():
-                if item.state is VersionState.WARMING:
-                    self._activate(item)
-                else:
+                if item.state is not VersionState.WARMING:
                     self.metrics.model_ready(item.name, item.version, False)
+                elif await self._activate(item) is not None:
+                    logger.error("%s", item.not_ready_message())
         if self.mode == "poll":
             self._poller = asyncio.get_running_loop().create_task(self._poll(), name="repository-poll")
 
@@ -294,14 +298,19 @@ class ModelRegistry:
     async def lease(self, name: str, version: str | None = None) -> AsyncIterator[ModelVersion]:
         """A ready version, kept from being unloaded until the block ends.
 
-        A version being replaced stops taking new leases, but finishes every leased request.
+        A version being replaced stops taking new leases, but finishes every leased request. The
+        block is one request: its time and outcome (an exception is a failure) go to the
+        version's statistics.
         """
         item = self.find_ready(name, version)
         item.leases += 1
+        started, ok = time.perf_counter(), False
         try:
             yield item
+            ok = True
         finally:
             item.leases -= 1
+            item.stats.request_done(time.perf_counter() - started, ok)
 
     @property
     def any_ready(self) -> bool:
@@ -457,7 +466,9 @@ class ModelRegistry:
         serving = old is not None and old.ready
         if not serving:
             record.versions[version] = item  # visible as LOADING, then WARMING
-        error = await asyncio.to_thread(self._load_and_warm, item)
+        error = await asyncio.to_thread(self._load, item)
+        if error is None:
+            error = await self._activate(item)
         if error is not None:
             logger.error("%s", item.not_ready_message())
             if serving:
@@ -467,7 +478,6 @@ class ModelRegistry:
             else:
                 record.versions[version] = item
             return f"version {version}: {item.reason}"
-        self._activate(item)
         record.versions[version] = item
         if old is not None and old is not item and old.state is not VersionState.UNLOADED:
             replaced.append(old)
@@ -518,8 +528,8 @@ class ModelRegistry:
 
     # --- one version --------------------------------------------------------------------------------
 
-    def _load_and_warm(self, item: ModelVersion) -> ServiceError | None:
-        """Creates the sessions and runs the warmup batches (blocking); FAILED with the reason on error."""
+    def _load(self, item: ModelVersion) -> ServiceError | None:
+        """Creates the sessions (blocking); WARMING after, FAILED with the reason on error."""
         config = item.config
         try:
             started = time.perf_counter()
@@ -528,19 +538,13 @@ class ModelRegistry:
                                        name=item.name, version=item.version, spin=config.spin,
                                        fp16=config.tensorrt_fp16)
             item.load_seconds = time.perf_counter() - started
-            item.state = VersionState.WARMING
-            started = time.perf_counter()
-            item.pool.warm_up(config.warmup_sizes)
-            item.warmup_seconds = time.perf_counter() - started
         except ServiceError as err:
             self._failed(item, err.message)
             return err
         except OSError as err:
             self._failed(item, f"cannot read {item.path}: {err}")
             return ModelLoadError(item.reason, path=str(item.path))
-        logger.info("loaded model %s version %s from %s in %.2f s, warmed up in %.2f s (batches %s)",
-                    item.name, item.version, item.path, item.load_seconds, item.warmup_seconds,
-                    list(config.warmup_sizes))
+        item.state = VersionState.WARMING
         return None
 
     def _failed(self, item: ModelVersion, reason: str) -> None:
@@ -550,20 +554,38 @@ class ModelRegistry:
         self.metrics.model_load_failed(item.name)
         self.metrics.model_ready(item.name, item.version, False)
 
-    def _activate(self, item: ModelVersion) -> None:
-        """Gives a warmed-up version its batcher (on the running loop): it is ready from here on."""
+    async def _activate(self, item: ModelVersion) -> ServiceError | None:
+        """Gives a loaded version its batcher, warms it up through it, and makes it ready.
+
+        The warmup batches go the way requests go (the batcher's worker threads, every
+        session), so that first-run costs in any of them (ONNX Runtime's arena growth, per-thread
+        buffers) are paid before the version is routable. They count in no statistic.
+        """
         config = item.config
-        item.stats.forward = self.metrics.batch_observer(item.name, item.version)
         assert item.pool is not None
         item.batcher = DynamicBatcher(
             item.pool.run, max_batch_size=config.max_batch_size, max_delay_s=config.max_delay_ms / 1000.0,
             max_queue=config.max_queue, observer=item.stats, name=f"{item.name}/{item.version}",
             concurrency=config.instances)
         item.batcher.start()
+        started = time.perf_counter()
+        try:
+            await _warm_up(item.batcher, item.pool.first.contract, config.warmup_sizes, config.instances)
+        except ServiceError as err:
+            await item.batcher.close()
+            item.batcher = None
+            self._failed(item, f"warmup failed: {err.message}")
+            return err
+        item.warmup_seconds = time.perf_counter() - started
+        item.stats.reset(forward=self.metrics.batch_observer(item.name, item.version))
         item.state, item.reason = VersionState.READY, ""
         self.metrics.model_loaded(item.name, item.version, item.load_seconds, item.warmup_seconds)
         self.metrics.provider_in_use(item.name, item.version, item.pool.first.providers[0])
         self.metrics.model_ready(item.name, item.version, True)
+        logger.info("model %s version %s from %s: loaded in %.2f s, warmed up in %.2f s (batches %s)",
+                    item.name, item.version, item.path, item.load_seconds, item.warmup_seconds,
+                    list(config.warmup_sizes))
+        return None
 
     # --- configuration and policy ---------------------------------------------------------------------
 
@@ -636,6 +658,17 @@ def _current(record: _ModelRecord) -> list[ModelVersion]:
     return [item for item in record.versions.values() if item.state is not VersionState.UNLOADED]
 
 
+async def _warm_up(batcher: DynamicBatcher, contract: InputContract, sizes: Sequence[int],
+                   concurrency: int) -> None:
+    """Runs random batches of each size through the batcher, ``concurrency`` at once (one per
+    worker thread and session). Free dimensions (models without metadata) are taken as 1."""
+    shape = [d or 1 for d in contract.instance_shape]
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        batch = rng.random((size, *shape), dtype=np.float32)
+        await asyncio.gather(*(batcher.submit(batch) for _ in range(concurrency)))
+
+
 def _plan(entry: ModelEntry, config: ModelConfig) -> tuple[list[str], list[str]]:
     """The versions to serve (on disk) and the ``specific`` ones that are not on disk."""
     wanted = config.version_policy.select(list(entry.versions))
@@ -644,4 +677,4 @@ def _plan(entry: ModelEntry, config: ModelConfig) -> tuple[list[str], list[str]]
 
 
 def _version_key(version: str) -> tuple[int, str]:
-    return (int(version), "") if version.isdigit() else (-1, version)
+    return (int(version), "") if is_version_name(version) else (-1, version)

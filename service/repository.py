@@ -8,6 +8,7 @@ request). :class:`FileDigest` tells whether a version's file changed since it wa
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,16 @@ from service.model_config import CONFIG_FILENAME
 
 MODEL_FILENAME = "model.onnx"
 _HASH_CHUNK = 1 << 20
+_VERSION_NAME = re.compile(r"0|[1-9][0-9]{0,17}")  # ASCII digits, no leading zero, fits in int64
+
+
+def is_version_name(name: str) -> bool:
+    """Whether a directory or version name is a version number as the repository writes it.
+
+    ``str.isdigit`` also accepts "²" and "١٢", which ``int`` then refuses or reads as another
+    version; "01" would shadow "1". Such folders are not versions (and so never stop start-up).
+    """
+    return _VERSION_NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -73,9 +84,12 @@ def _signature(path: Path) -> tuple[int, int, int]:
 
 def scan_model_directory(model_dir: Path) -> ModelEntry:
     """The versions and ``config.json`` of one repository model directory."""
-    versions = sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
-                      key=lambda p: int(p.name))
-    files = {str(int(v.name)): v / MODEL_FILENAME for v in versions}
+    try:
+        versions = sorted((p for p in model_dir.iterdir() if is_version_name(p.name) and p.is_dir()),
+                          key=lambda p: int(p.name))
+    except OSError:  # unreadable: version 1 is then not ready, with the error loading it gives
+        versions = []
+    files = {v.name: v / MODEL_FILENAME for v in versions}
     if not files:
         files = {"1": model_dir / "1" / MODEL_FILENAME}
     return ModelEntry(model_dir.name, files, config_path=model_dir / CONFIG_FILENAME)
@@ -121,20 +135,31 @@ class ModelCatalog:
     repository: Path | None = None
 
     def scan(self) -> dict[str, ModelEntry]:
-        """Every model now on disk (a file name wins over a repository directory of the same name).
+        """Every model now on disk, by name.
 
         Raises:
             ModelLoadError: duplicate ``--model`` names, or a repository that is not a directory.
         """
-        entries = scan_repository(self.repository) if self.repository is not None else {}
-        return {**entries, **entries_from_files(self.files)}
+        found = scan_repository(self.repository) if self.repository is not None else {}
+        files = entries_from_files(self.files)
+        return {name: _combined(files.get(name), found.get(name)) for name in sorted({*found, *files})}
 
     def find(self, name: str) -> ModelEntry | None:
         """One model now on disk, or None."""
-        files = entries_from_files(self.files)
-        if name in files:
-            return files[name]
-        if self.repository is None or name.startswith(".") or "/" in name:
-            return None
-        model_dir = self.repository / name
-        return scan_model_directory(model_dir) if model_dir.is_dir() else None
+        file = entries_from_files(self.files).get(name)
+        directory = None
+        if self.repository is not None and not name.startswith(".") and "/" not in name:
+            model_dir = self.repository / name
+            directory = scan_model_directory(model_dir) if model_dir.is_dir() else None
+        return None if file is None and directory is None else _combined(file, directory)
+
+
+def _combined(file: ModelEntry | None, directory: ModelEntry | None) -> ModelEntry:
+    """A ``--model`` file and a repository directory of the same name serve as one model: the
+    file is version 1 unless the directory has a version 1; the directory's config.json applies."""
+    if file is None or directory is None:
+        entry = file or directory
+        assert entry is not None
+        return entry
+    return ModelEntry(file.name, {**file.versions, **directory.versions}, config_path=directory.config_path,
+                      required=True)

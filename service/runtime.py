@@ -177,20 +177,6 @@ class InstancePool:
         finally:
             self._free.put(instance)
 
-    def warm_up(self, batch_sizes: Sequence[int], seed: int = 0) -> None:
-        """Runs every session once per batch size on random inputs, so that ONNX Runtime's
-        first-run costs (memory arena growth, kernel selection) are paid before requests come.
-
-        Free dimensions (models without metadata) are taken as 1.
-        """
-        contract = self.first.contract
-        shape = [d or 1 for d in contract.instance_shape]
-        rng = np.random.default_rng(seed)
-        for size in batch_sizes:
-            batch = rng.random((size, *shape), dtype=np.float32)
-            for instance in self.instances:
-                instance.run(batch)
-
     def close(self) -> None:
         """Drops the sessions, so ONNX Runtime frees their memory once no run holds them."""
         self.instances.clear()

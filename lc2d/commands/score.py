@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -43,12 +44,21 @@ class _ProgressBar:
             self.bar.close()
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds the job like Ctrl-C does, so its partial output is deleted."""
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def run(args: argparse.Namespace) -> int:
     from service.errors import ServiceError
     from service.scoring import run_scoring_job
 
     job = model_from_args(ScoringJob, args, names=OPTION_NAMES)
     progress = _ProgressBar(enabled=not args.no_progress)
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         summary = run_scoring_job(job, progress)
     except ServiceError as err:
@@ -56,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(err.message) from err
         print(f"lc2d score: failed: {err.message}", file=sys.stderr)
         return err.exit_code
+    except _Terminated:
+        print(f"lc2d score: stopped by SIGTERM; {job.output_path} was not written", file=sys.stderr)
+        return 128 + signal.SIGTERM
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.close()
     print(f"scored {summary.count:,} rows in {summary.scoring_time_s:.2f} s "
           f"({summary.throughput_rows_per_s:,.0f} rows/s, {job.engine}, {summary.providers[0]}) -> "

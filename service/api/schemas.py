@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from service.model_config import ModelConfig
 
 
 class Schema(BaseModel):
@@ -92,7 +94,8 @@ class OutputTensor(Schema):
     name: str
     datatype: str
     shape: list[int]
-    data: list[float] | None = None
+    data: list[float] | list[str] | None = Field(
+        default=None, description='numbers; for BYTES (the classification extension) "score:index[:label]"')
     parameters: dict[str, Any] | None = None
 
 
@@ -103,3 +106,91 @@ class InferResponse(Schema):
     model_version: str
     id: str | None = None
     outputs: list[OutputTensor]
+
+
+class VersionStatus(Schema):
+    """One version in TensorFlow Serving's model status."""
+
+    version: str
+    state: str = Field(description="LOADING, AVAILABLE, UNLOADING or END")
+    status: dict[str, str] = Field(description='{"error_code": "OK" | "UNKNOWN", "error_message": reason}')
+
+
+class ModelStatus(Schema):
+    """TensorFlow Serving's model status (``GetModelStatusResponse``)."""
+
+    model_version_status: list[VersionStatus]
+
+
+class TFModelMetadata(Schema):
+    """TensorFlow Serving's model metadata (``GetModelMetadataResponse``): the signature."""
+
+    model_spec: dict[str, str] = Field(description="name, signature_name, version")
+    metadata: dict[str, Any] = Field(description="signature_def.signature_def.serving_default: inputs, "
+                                                 "outputs (dtype, tensor_shape, name), method_name")
+
+
+class ClassifyResponse(Schema):
+    """TensorFlow Serving's classify answer: per example, every [label, score], highest first."""
+
+    result: list[list[tuple[str, float]]]
+
+
+class RegressResponse(Schema):
+    """TensorFlow Serving's regress answer: one value per example."""
+
+    result: list[float]
+
+
+class RepositoryEntry(Schema):
+    """One model version in the repository index (a model never loaded has no ``version``)."""
+
+    name: str
+    version: str | None = None
+    state: str = Field(description="LOADING, WARMING, READY, DRAINING, UNLOADED or FAILED")
+    reason: str = Field(description="why it is not ready, or what went wrong around it while it serves")
+
+
+class RepositoryIndex(RootModel[list[RepositoryEntry]]):
+    """Every model and version the server knows, with state and reason."""
+
+
+class ModelControlAnswer(Schema):
+    """The model's versions after a load or unload."""
+
+    name: str
+    versions: list[RepositoryEntry]
+
+
+class ModelConfigAnswer(ModelConfig):
+    """The configuration a model is served with: its config.json over the server's flags (the
+    keys of docs/model-format.md; ``warmup`` with its default applied)."""
+
+    name: str
+
+
+class DurationStat(Schema):
+    """A count and its cumulative time in nanoseconds."""
+
+    count: int
+    ns: int
+
+
+class VersionStatistics(Schema):
+    """Inference statistics of one model version (Triton's layout)."""
+
+    name: str
+    version: str
+    last_inference: int = Field(description="milliseconds since the epoch")
+    inference_count: int = Field(description="instances inferred")
+    execution_count: int = Field(description="model runs (batches)")
+    inference_stats: dict[str, DurationStat] = Field(
+        description="success, fail, queue, compute_input (merge), compute_infer (run), "
+                    "compute_output (split), cache_hit, cache_miss")
+    batch_stats: list[Any]
+
+
+class InferenceStatistics(Schema):
+    """Statistics of every version asked for."""
+
+    model_stats: list[VersionStatistics]

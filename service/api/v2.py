@@ -9,7 +9,8 @@ body is the concatenated raw tensors, ``parameters.binary_data_size`` bytes each
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,11 @@ from service.api.bodies import (
     parse_json,
     read_body,
     require_media_type,
+    unless_client_leaves,
 )
 from service.api.routing import Call
 from service.api.tfserving import example_instance
+from service.classification import class_count, top_classes
 from service.contract import NO_LIMITS, InputContract, InputLimits
 from service.dataplane import DataPlane
 from service.errors import DtypeError, MalformedRequestError, ShapeMismatchError
@@ -73,9 +76,13 @@ async def model_ready(call: Call) -> Response:
 
 
 async def infer(call: Call) -> Response:
-    """Runs inference on JSON tensors or binary tensors (``Inference-Header-Content-Length``)."""
+    """Runs inference on JSON tensors or binary tensors (``Inference-Header-Content-Length``).
+
+    ``?version=V`` (as tritonclient.http's ``query_params`` sends it) names the version like the
+    ``/versions/{version}`` path does.
+    """
     assert call.name is not None
-    async with call.plane.serving(call.name, call.version) as item:
+    async with call.plane.serving(call.name, query_version(call)) as item:
         return await _infer(call, item)
 
 
@@ -84,10 +91,26 @@ async def _infer(call: Call, item: ModelVersion) -> Response:
     require_media_type(request, (JSON, OCTET), "v2")
     header_length = request.headers.get(HEADER_LENGTH)
     limit = body_limit(call.plane.settings, JSON if header_length is None else OCTET)
+    call.plane.admit(item)
     body = await read_body(request, limit)
     parsed = await off_loop(len(body), parse_infer_body, body, header_length, item.contract, item.limits)
-    outputs = await call.plane.infer(item, parsed.batch)
+    outputs = await unless_client_leaves(request, call.plane.infer(item, parsed.batch))
     return infer_response(item, outputs, parsed)
+
+
+def query_version(call: Call) -> str | None:
+    """The version of the path or of ``?version=``; 400 when they differ, or for other parameters."""
+    query = call.request.query_params
+    unknown = sorted(set(query) - {"version"})
+    if unknown:
+        raise MalformedRequestError(f"unknown query parameters {unknown}, expected none or ['version']",
+                                    expected=["version"], received=unknown)
+    asked = query.getlist("version")
+    if len(asked) > 1 or (asked and call.version is not None and asked[0] != call.version):
+        raise MalformedRequestError(f"the request names versions {[call.version, *asked]}, expected one "
+                                    f"(in the path or in ?version=)", expected="one version",
+                                    received=[v for v in (call.version, *asked) if v is not None])
+    return asked[0] if asked else call.version
 
 
 def infer_request_docs(plane: DataPlane) -> dict[str, Any]:
@@ -108,6 +131,8 @@ class InferRequest:
     request_id: str | None
     outputs: list[str]
     binary_outputs: set[str]
+    classes: dict[str, int] = field(default_factory=dict)
+    """Output name -> k, for outputs asked as top-k classes (the classification extension)."""
 
 
 def parse_infer_body(body: Body, header_length: str | None, contract: InputContract,
@@ -135,10 +160,7 @@ def parse_infer_request(payload: Any, binary: Body | memoryview, contract: Input
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise MalformedRequestError('expected a JSON object with an "inputs" list', expected="inputs")
     tensors = payload["inputs"]
-    names = [t.get("name") if isinstance(t, dict) else None for t in tensors]
-    if names != [contract.input_name]:
-        raise MalformedRequestError(f"expected exactly one input named {contract.input_name!r}, "
-                                    f"received {names}", expected=[contract.input_name], received=names)
+    check_input_names([t.get("name") if isinstance(t, dict) else None for t in tensors], contract)
     array = _tensor_array(tensors[0], binary)
     batch = contract.validate_batch(array, limits)
     parameters = _parameters(payload, "the request")
@@ -150,14 +172,14 @@ def infer_response(item: ModelVersion, outputs: dict[str, np.ndarray], parsed: I
     entries: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name in parsed.outputs:
-        value = np.ascontiguousarray(outputs[name], dtype=np.float32)
-        entry: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(value.shape)}
-        if name in parsed.binary_outputs:
-            raw = value.astype("<f4", copy=False).tobytes()
+        if name in parsed.classes:
+            classes = top_classes(outputs[name], parsed.classes[name], item.contract.labels, name)
+            entry, raw = _bytes_entry(name, classes, name in parsed.binary_outputs)
+        else:
+            entry, raw = _fp32_entry(name, outputs[name], name in parsed.binary_outputs)
+        if raw is not None:
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
-        else:
-            entry["data"] = value.ravel().tolist()
         entries.append(entry)
     answer: dict[str, Any] = {"model_name": item.name, "model_version": item.version, "outputs": entries}
     if parsed.request_id is not None:
@@ -169,8 +191,21 @@ def infer_response(item: ModelVersion, outputs: dict[str, np.ndarray], parsed: I
                     headers={HEADER_LENGTH: str(len(header))})
 
 
-def _tensor_array(tensor: dict[str, Any], binary: Body | memoryview) -> np.ndarray:
-    shape, datatype = tensor.get("shape"), tensor.get("datatype")
+def check_input_names(names: list[Any], contract: InputContract) -> None:
+    """Refuses (400) anything but exactly one input named as the model's input (both front doors)."""
+    if names != [contract.input_name]:
+        raise MalformedRequestError(f"expected exactly one input named {contract.input_name!r}, "
+                                    f"received {names}", expected=[contract.input_name], received=names)
+
+
+def tensor_dtype(shape: Any, datatype: Any) -> np.dtype[Any]:
+    """The NumPy dtype of an input tensor's datatype, after checking its shape (both front doors).
+
+    Raises:
+        MalformedRequestError: the shape is not a list of at most ``MAX_ARRAY_RANK`` non-negative
+            integers (400).
+        DtypeError: a datatype that cannot become FP32 (422).
+    """
     if (not isinstance(shape, list) or len(shape) > MAX_ARRAY_RANK
             or not all(type(d) is int and 0 <= d < 2**63 for d in shape)):  # type(): True is an int
         raise MalformedRequestError(f"expected input shape as a list of at most {MAX_ARRAY_RANK} "
@@ -179,7 +214,32 @@ def _tensor_array(tensor: dict[str, Any], binary: Body | memoryview) -> np.ndarr
     if not isinstance(datatype, str) or datatype not in NUMERIC_DATATYPES:
         raise DtypeError(f"input datatype {_short(datatype)} cannot become FP32, expected one of "
                          f"{sorted(NUMERIC_DATATYPES)}", expected="FP32", received=_short(datatype))
-    dtype = NUMERIC_DATATYPES[datatype]
+    return NUMERIC_DATATYPES[datatype]
+
+
+def _fp32_entry(name: str, array: np.ndarray, binary: bool) -> tuple[dict[str, Any], bytes | None]:
+    value = np.ascontiguousarray(array, dtype="<f4")
+    entry: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(value.shape)}
+    if binary:
+        return entry, value.tobytes()
+    entry["data"] = value.ravel().tolist()
+    return entry, None
+
+
+def _bytes_entry(name: str, array: np.ndarray, binary: bool) -> tuple[dict[str, Any], bytes | None]:
+    """A BYTES tensor: JSON strings, or binary as 4-byte little-endian length + bytes per element."""
+    elements = [bytes(e) for e in array.ravel()]
+    entry: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": list(array.shape)}
+    if binary:
+        return entry, b"".join(struct.pack("<I", len(e)) + e for e in elements)
+    entry["data"] = [e.decode() for e in elements]
+    return entry, None
+
+
+def _tensor_array(tensor: dict[str, Any], binary: Body | memoryview) -> np.ndarray:
+    shape: Any = tensor.get("shape")
+    datatype = tensor.get("datatype")
+    dtype = tensor_dtype(shape, datatype)
     count = math.prod(shape)  # a Python int: no overflow, however large the claim
     parameters = _parameters(tensor, "the input")
     if "binary_data_size" in parameters:
@@ -243,24 +303,30 @@ def _short(value: Any) -> str:
 
 
 def _requested_outputs(payload: dict[str, Any], contract: InputContract,
-                       parameters: dict[str, Any]) -> tuple[list[str], set[str]]:
+                       parameters: dict[str, Any]) -> tuple[list[str], set[str], dict[str, int]]:
     binary_default = bool(parameters.get("binary_data_output", False))
     requested = payload.get("outputs")
     if not requested:
         names = list(contract.output_names)
-        return names, set(names) if binary_default else set()
+        return names, set(names) if binary_default else set(), {}
     if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
         raise MalformedRequestError('expected "outputs" to be a list of objects', expected="list")
     names = [o.get("name") for o in requested]
+    check_output_names(names, contract)
+    options = {o["name"]: _parameters(o, f"output {o['name']!r}") for o in requested}
+    binary = {name for name, p in options.items() if p.get("binary_data", binary_default)}
+    classes = {name: k for name, p in options.items() if (k := class_count(p, name)) is not None}
+    return [str(n) for n in names], binary, classes
+
+
+def check_output_names(names: list[Any], contract: InputContract) -> None:
+    """Refuses (400) requested outputs the model does not have (both front doors)."""
     unknown = [n if isinstance(n, str) else _short(n) for n in names
                if not isinstance(n, str) or n not in contract.output_names]
     if unknown:
         raise MalformedRequestError(f"unknown outputs {unknown}, expected names among "
                                     f"{list(contract.output_names)}",
                                     expected=list(contract.output_names), received=unknown)
-    binary = {o["name"] for o in requested
-              if _parameters(o, f"output {o['name']!r}").get("binary_data", binary_default)}
-    return [str(n) for n in names], binary
 
 
 def _request_id(payload: dict[str, Any]) -> str | None:

@@ -75,6 +75,10 @@ class ScoringJob:
     actors: int = Field(default=2, gt=0)
     """ONNX Runtime actors (one session each) with the Ray engine."""
 
+    overwrite: bool = False
+    """Replace an existing output (and its summary and order files); without it an existing output
+    is refused, so that an old result is never mistaken for this run's."""
+
     @field_validator("output_path")
     @classmethod
     def _npy_output(cls, value: Path) -> Path:
@@ -152,9 +156,12 @@ class OutputSink:
         self.on_write: Callable[[WriterStats], None] | None = None
 
     def __call__(self, start: int, values: np.ndarray) -> None:
-        if self.writer is None:
-            self.writer = NpyRowWriter(self.path, self.rows, values.shape[1:], values.dtype)
-        self.writer.write(start, values)
+        try:
+            if self.writer is None:
+                self.writer = NpyRowWriter(self.path, self.rows, values.shape[1:], values.dtype)
+            self.writer.write(start, values)
+        except OSError as err:  # a full disk, a path that became unwritable
+            raise output_error(self.path, err) from err
         if self.on_write is not None:
             self.on_write(self.writer.stats)
 
@@ -207,19 +214,49 @@ def run_scoring_job(job: ScoringJob, progress: Progress | None = None,
         engine=job.engine, batch_size=job.batch_size, input=source.description,
         output=str(job.output_path), writes=writes, order_file=_write_order(job, source),
         extra=engine.summary_extra())
-    job.summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    try:
+        job.summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    except OSError as err:
+        raise output_error(job.summary_path, err) from err
     return summary
 
 
+def output_error(path: Path, err: OSError) -> ScoringInputError:
+    """One line for an output that cannot be written (exit code 2)."""
+    return ScoringInputError(f"-o/--output: expected a writable path, received {str(path)!r}: "
+                             f"{err.strerror or err}")
+
+
 def _check_paths(job: ScoringJob) -> None:
-    if job.input_path.exists() and job.output_path.resolve() == job.input_path.resolve():
+    """Refuses outputs that cannot be written or would hide an earlier result, before any work."""
+    output = job.output_path
+    if job.input_path.exists() and output.resolve() == job.input_path.resolve():
         raise ScoringInputError(f"-o/--output must differ from the input, received "
-                                f"{str(job.output_path)!r} for both")
+                                f"{str(output)!r} for both")
+    if output.is_dir():
+        raise ScoringInputError(f"-o/--output: expected a file path, received {str(output)!r}, a directory")
+    earlier = [path for path in (output, job.summary_path, job.order_path) if path.exists()]
+    if earlier and not job.overwrite:
+        raise ScoringInputError(f"-o/--output: {str(output)!r} exists from an earlier run "
+                                f"({', '.join(path.name for path in earlier)}); expected a new path, "
+                                "or --overwrite to replace it")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        for path in earlier:  # gone before scoring starts: a failed run leaves no old result behind
+            path.unlink()
+        probe = output.with_name(output.name + ".partial")
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise output_error(output, err) from err
 
 
 def _write_order(job: ScoringJob, source: RowSource) -> str | None:
     names = source.row_names
     if names is None:
         return None
-    job.order_path.write_text("".join(f"{name}\n" for name in names))
+    try:
+        job.order_path.write_text("".join(f"{name}\n" for name in names))
+    except OSError as err:
+        raise output_error(job.order_path, err) from err
     return str(job.order_path)

@@ -28,6 +28,13 @@ def cmd(stage: cf.Stage) -> list[str]:
     return args
 
 
+def exposed_ports(stage: cf.Stage) -> list[int]:
+    """The stage's ``EXPOSE`` ports in order (HTTP, then gRPC)."""
+    expose = stage.last("EXPOSE")
+    assert expose is not None, "the serving stage has no EXPOSE"
+    return [int(port.split("/")[0]) for port in expose.value.split()]
+
+
 def healthcheck_url(stage: cf.Stage) -> re.Match[str]:
     """The ``http://127.0.0.1:PORT/PATH`` of the stage's HEALTHCHECK (groups ``port``, ``path``)."""
     check = stage.last("HEALTHCHECK")

@@ -58,12 +58,11 @@ def test_cmd_parses_as_lc2d_serve_on_all_interfaces(serve_stage: cf.Stage) -> No
     assert (settings.host, settings.model_repository) == ("0.0.0.0", Path("/models"))
 
 
-def test_expose_port_matches_cmd_and_healthcheck_port(serve_stage: cf.Stage) -> None:
-    expose = serve_stage.last("EXPOSE")
-    assert expose is not None
-    exposed = int(expose.value.split("/")[0])
-    assert exposed == image.serve_settings(image.cmd(serve_stage)).port
-    assert exposed == int(image.healthcheck_url(serve_stage).group("port"))
+def test_expose_ports_match_cmd_http_and_grpc_ports_and_healthcheck_port(serve_stage: cf.Stage) -> None:
+    http, grpc = image.exposed_ports(serve_stage)
+    settings = image.serve_settings(image.cmd(serve_stage))
+    assert (http, grpc) == (settings.port, settings.grpc_port)
+    assert http == int(image.healthcheck_url(serve_stage).group("port"))
 
 
 def test_healthcheck_path_is_the_readiness_route_of_the_app(serve_stage: cf.Stage) -> None:
@@ -184,12 +183,14 @@ def test_gpu_build_arg_refuses_values_other_than_1(serve_stage: cf.Stage, value:
 
 # --- docker-compose.yml ------------------------------------------------------------------------
 
-def test_compose_serve_publishes_the_exposed_port(compose: dict[str, Any], serve_stage: cf.Stage) -> None:
-    expose = serve_stage.last("EXPOSE")
-    assert expose is not None
+def test_compose_serve_publishes_the_exposed_ports_on_distinct_host_ports(compose: dict[str, Any],
+                                                                          serve_stage: cf.Stage) -> None:
+    host_ports: list[str] = []
     for name in ("serve", "serve-gpu"):
         ports = cf.with_defaults(compose["services"][name]["ports"])
-        assert [p.rsplit(":", 1)[1] for p in ports] == [expose.value.split("/")[0]]
+        assert [int(p.rsplit(":", 1)[1]) for p in ports] == image.exposed_ports(serve_stage)
+        host_ports += [p.rsplit(":", 1)[0] for p in ports]
+    assert len(set(host_ports)) == len(host_ports), f"both profiles up at once would clash: {host_ports}"
 
 
 def test_compose_healthcheck_matches_dockerfile(compose: dict[str, Any], serve_stage: cf.Stage) -> None:

@@ -33,7 +33,6 @@ KSERVE_KINDS = {("serving.kserve.io/v1alpha1", "ServingRuntime"),
                 ("serving.kserve.io/v1beta1", "InferenceService")}
 SERVING_KINDS = {"ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "HorizontalPodAutoscaler",
                  "PodDisruptionBudget"}
-GRPC_DEFAULT_PORT = 8001  # ServeSettings.grpc_port's default, once the gRPC server has it
 
 
 def render(path: Path) -> list[dict[str, Any]]:
@@ -112,13 +111,6 @@ def pre_stop_seconds(container: dict[str, Any]) -> int:
     return int(command[1])
 
 
-def grpc_port_default() -> int:
-    from service.settings import ServeSettings
-
-    field = ServeSettings.model_fields.get("grpc_port")
-    return GRPC_DEFAULT_PORT if field is None else int(field.default)
-
-
 def app_get_paths() -> set[str]:
     from service.app import create_app
     from service.settings import ServeSettings
@@ -184,10 +176,9 @@ def test_ports_match_the_image_and_the_settings(overlay: tuple[str, list[dict[st
     container = pod["spec"]["containers"][0]
     settings = pod_settings(container, docs, serve_stage)
     ports = ports_by_name(container)
-    expose = serve_stage.last("EXPOSE")
-    assert expose is not None
-    assert ports["http"] == settings.port == int(expose.value.split("/")[0])
-    assert ports["grpc"] == grpc_port_default()
+    http, grpc = image.exposed_ports(serve_stage)
+    assert ports["http"] == settings.port == http
+    assert ports["grpc"] == settings.grpc_port == grpc
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(ports["http"])
     service = one(docs, "Service")["spec"]
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["ports"]} == {

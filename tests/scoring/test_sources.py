@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import pickle
+import resource
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -67,14 +70,47 @@ def test_open_npy_raises_for_fortran_order_and_garbage(tmp_path: Path) -> None:
         open_source(tmp_path / "g.npy", CONTRACT)
 
 
-def test_read_truncated_npy_raises(tmp_path: Path) -> None:
+def test_open_truncated_npy_raises_before_reading(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.ones((10, 8, 8, 1), dtype=np.float32))
     data = (tmp_path / "x.npy").read_bytes()
     (tmp_path / "x.npy").write_bytes(data[:-100])
+    with pytest.raises(ScoringInputError, match="the 2,560 data bytes .* 2,460 bytes after the header"):
+        open_source(tmp_path / "x.npy", CONTRACT)
+
+
+def test_read_npy_truncated_after_opening_raises(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.ones((10, 8, 8, 1), dtype=np.float32))
     source = open_source(tmp_path / "x.npy", CONTRACT)
+    data = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "x.npy").write_bytes(data[:-100])
     np.testing.assert_array_equal(source.read(0, 5), np.ones((5, 8, 8, 1)))
     with pytest.raises(ScoringInputError, match="truncated"):
         source.read(5, 10)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_open_header_claiming_terabytes_in_a_small_file_raises_without_allocating(tmp_path: Path,
+                                                                                  suffix: str) -> None:
+    header = {"descr": "<f4", "fortran_order": False, "shape": (10**12, 8, 8, 1)}
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    body = buffer.getvalue() + b"\x00" * 1024
+    path = tmp_path / f"x{suffix}"
+    if suffix == ".npy":
+        path.write_bytes(body)
+    else:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("x.npy", body)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ScoringInputError, match=r"to hold the 256,000,000,000,000 data bytes"):
+        open_source(path, CONTRACT)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100_000  # KiB: < 100 MB
+
+
+def test_open_npy_of_python_objects_raises(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(ScoringInputError, match="pickled data"):
+        open_source(tmp_path / "x.npy", CONTRACT)
 
 
 def test_open_image_folder_raises_when_it_has_no_images(tmp_path: Path) -> None:

@@ -151,13 +151,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m lc2d serve ...`` on 127.0.0.1 and a free port, waited until ready."""
+    """``python -m lc2d serve ...`` on 127.0.0.1, free HTTP and gRPC ports, waited until live."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()  # a later --grpc-port in args wins (argparse keeps the last)
+        self.grpc_address = f"127.0.0.1:{self.grpc_port}"
         command = [sys.executable, "-m", "lc2d", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--log-level", "warning", *args]
+                   "--grpc-port", str(self.grpc_port), "--log-level", "warning", *args]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -74,6 +74,24 @@ def test_tritonclient_binary_tensors_match_a_direct_run(live_server, direct_sess
     client.close()
 
 
+def test_tritonclient_http_compressed_bodies_and_version_query(live_server, direct_session, rng) -> None:
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(urlsplit(live_server.url).netloc)
+    batch = rng.normal(size=(4, 8, 8, 1)).astype(np.float32)
+    tensor = triton.InferInput("input", list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch, binary_data=True)
+    expected = direct_session.run(None, {"input": batch})[0]
+    for algorithm in ("gzip", "deflate"):
+        result = client.infer("tiny", [tensor], request_compression_algorithm=algorithm,
+                              response_compression_algorithm=algorithm, query_params={"version": "1"})
+        np.testing.assert_allclose(result.as_numpy("probabilities"), expected, **TOLERANCE)
+    with pytest.raises(InferenceServerException, match="has no version '2'"):
+        client.infer("tiny", [tensor], query_params={"version": "2"})
+    client.close()
+
+
 def test_plain_http_predict_and_errors(live_server, tiny_model, rng) -> None:
     batch = rng.normal(size=(2, 8, 8, 1)).astype(np.float32)
     status, _, body = post_json(live_server.url, "/v1/models/tiny:predict", {"instances": batch.tolist()})
@@ -99,17 +117,24 @@ def test_concurrent_clients_each_get_their_own_exact_answer(live_server, direct_
         connection.close()
         return answers
 
+    runs_before = batch_runs(live_server.url)  # the server is shared: count this test's runs only
     with ThreadPoolExecutor(clients) as pool:
         results = [pair for answers in pool.map(client, range(clients)) for pair in answers]
     assert len(results) == clients * per_client
     for batch, predictions in results:
         np.testing.assert_allclose(predictions, direct_session.run(None, {"input": batch})[0], **TOLERANCE)
-    connection = connect(live_server.url)
+    runs = batch_runs(live_server.url) - runs_before
+    assert runs < clients * per_client  # concurrent requests were merged into fewer runs
+
+
+def batch_runs(url: str) -> float:
+    """Model runs so far (every model version), from the server's metrics."""
+    connection = connect(url)
     connection.request("GET", "/metrics")
     metrics = connection.getresponse().read().decode()
+    connection.close()
     sizes = [line for line in metrics.splitlines() if line.startswith("lc2d_batch_size_count")]
-    runs = float(sizes[0].split()[-1])
-    assert runs < clients * per_client  # concurrent requests were merged into fewer runs
+    return sum(float(line.split()[-1]) for line in sizes)
 
 
 def test_overload_answers_503_with_retry_after_and_keeps_serving(start_server, tiny_model) -> None:
@@ -165,7 +190,7 @@ def test_serve_start_up_failure_prints_one_line_and_exits_2(tiny_model, args, fr
         pytest.skip(f"this machine has {fragment}")
     if "--model" not in args:
         args = ["--model", str(tiny_model.path), *args]
-    result = subprocess.run([sys.executable, "-m", "lc2d", "serve", "--port", "0", *args],
+    result = subprocess.run([sys.executable, "-m", "lc2d", "serve", "--port", "0", "--grpc-port", "0", *args],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

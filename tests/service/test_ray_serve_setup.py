@@ -45,6 +45,9 @@ def test_deployment_options_fixed_replicas_take_the_batchers_queue_and_drain_dea
     assert options["max_ongoing_requests"] == 200
     assert options["graceful_shutdown_timeout_s"] == settings.drain_timeout_s == 12
     assert options["ray_actor_options"] == {"num_cpus": 0.5}
+    assert options["logging_config"] == {"log_level": "INFO", "enable_access_log": True}
+    quiet = ray_serve.deployment_options(ServeSettings(model=[Path("m.onnx")], log_level="warning"))
+    assert quiet["logging_config"] == {"log_level": "WARNING", "enable_access_log": False}
 
 
 def test_deployment_options_autoscale_scales_on_ongoing_requests() -> None:
@@ -89,6 +92,22 @@ def test_serve_config_file_validates_and_builds_the_application_it_documents() -
     assert ray_serve.build_app(dict(app.args)) is not None
     for deployment in app.deployments:  # options written in the file must name our deployment
         assert deployment.name == ray_serve.DEPLOYMENT_NAME
+
+
+def test_replica_health_is_the_apps_readiness(tiny_model: WrittenModel) -> None:
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    app = create_app(ServeSettings(model=[tiny_model.path]))
+    replica = SimpleNamespace(_app=app)
+    with pytest.raises(RuntimeError, match="no model version of this replica is ready"):
+        ray_serve.LC2DReplica.check_health(replica)  # before the lifespan starts the batchers
+    with TestClient(app) as client:
+        assert client.get("/v2/health/ready").status_code == 200
+        ray_serve.LC2DReplica.check_health(replica)
+    with pytest.raises(RuntimeError):  # draining after shutdown: not ready again
+        ray_serve.LC2DReplica.check_health(replica)
 
 
 def test_build_app_refuses_shipped_models() -> None:
