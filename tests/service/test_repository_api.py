@@ -281,21 +281,23 @@ def test_first_request_after_ready_is_no_slower_than_twice_the_steady_median(
                           "--threads", "1")
     client = triton.InferenceServerClient(urlsplit(server.url).netloc)
     batch = INPUTS[:4]
-    firsts, steady = [], []
+
+    def timed() -> float:
+        started = time.perf_counter()
+        triton_infer(client, "warm", batch)
+        return time.perf_counter() - started
+
+    ratios = []
     for seed in range(42, 47):  # five reloads: the first request after each, then steady requests
         write_version(write_model, root, "warm", 1, seed=seed)
         client.load_model("warm")
-        started = time.perf_counter()
-        triton_infer(client, "warm", batch)
-        firsts.append(time.perf_counter() - started)
-        for _ in range(20):
-            started = time.perf_counter()
-            triton_infer(client, "warm", batch)
-            steady.append(time.perf_counter() - started)
-    # The median of the five first requests against the steady median, both measured in this run.
-    # The target is 2x (benchmarks/bench_swap.py measures it); the bound here is 3x because the
-    # machine is shared and one request is a few milliseconds of mostly HTTP work.
-    assert float(np.median(firsts)) <= 3.0 * float(np.median(steady)), (firsts, np.median(steady))
+        first = timed()
+        ratios.append(first / float(np.median([timed() for _ in range(20)])))
+    # Each first request against the steady median right after it (the shared machine's speed
+    # drifts between reloads), then the median over the reloads. The target is 2x
+    # (benchmarks/bench_swap.py measures it); the bound here is 3x because one request is a few
+    # milliseconds of mostly HTTP work on a machine other jobs share.
+    assert float(np.median(ratios)) <= 3.0, ratios
 
 
 def test_a_repository_that_starts_empty_serves_the_first_model_loaded(tmp_path: Path, write_model) -> None:
