@@ -13,7 +13,8 @@ version its ``X-Model-Version`` header names and not the other. Reported: reques
 failed, latency p50/p99 in steady state, during the swap (from the moment version 2 is placed
 until version 1 is unloaded) and after; the server's RSS with one version, at its peak during
 the swap and after version 1 is unloaded; and the first request after a reload against the
-steady median (one client, ``--reloads`` reloads). Prints a table and writes a JSON file.
+steady median (one client, ``--reloads`` reloads), and the same in process without HTTP, with and
+without warmup. Prints a table and writes a JSON file.
 
 Usage:
     python benchmarks/bench_swap.py --json-out docs/bench_swap.json
@@ -23,6 +24,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import io
 import json
@@ -260,6 +262,49 @@ def first_request_ratio(server: Server, root: Path, args: argparse.Namespace,
             "server_ratio": float(np.median(server_first) / np.median(server_steady))}
 
 
+def first_request_in_process(args: argparse.Namespace, inputs: np.ndarray, warmup: bool) -> dict[str, Any]:
+    """The same measurement without HTTP: the model registry in this process, reloads through
+    ``ModelRegistry.load``, requests through a lease and the version's batcher. ``warmup=False``
+    loads with ``{"warmup": []}`` to show what the warmup saves."""
+    from service.metrics import ServiceMetrics
+    from service.registry import ModelRegistry
+    from service.repository import ModelCatalog
+    from service.settings import ServeSettings
+
+    root = Path(tempfile.mkdtemp(prefix="bench_swap_inproc_")) / "models"
+    path = root / NAME / "1" / "model.onnx"
+    write_model(path, args.features, args.classes, seed=1)
+    settings = ServeSettings(model_repository=root, device="cpu", threads=args.threads,
+                             model_control_mode="explicit")
+    registry = ModelRegistry(ModelCatalog(repository=root), settings, ServiceMetrics(), mode="explicit")
+    registry.load_all()
+    batch = inputs[:1]
+
+    async def one() -> float:
+        started = time.perf_counter()
+        async with registry.lease(NAME) as version:
+            assert version.batcher is not None
+            await version.batcher.submit(batch)
+        return time.perf_counter() - started
+
+    async def measure() -> list[float]:
+        await registry.start()
+        ratios = []
+        for reload in range(args.reloads):
+            write_model(path, args.features, args.classes, seed=200 + reload)
+            await registry.load(NAME, None if warmup else {"warmup": []})
+            first = await one()
+            ratios.append(first / float(np.median([await one() for _ in range(30)])))
+        await registry.stop()
+        return ratios
+
+    try:
+        ratios = asyncio.run(measure())
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+    return {"ratios": [round(r, 2) for r in ratios], "median_ratio": float(np.median(ratios))}
+
+
 def server_seconds(server: Server) -> float:
     """Mean time the server spent per successful request of the current version (its statistics,
     which start at zero when a version becomes ready)."""
@@ -315,6 +360,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for thread in threads:
             thread.join(timeout=60)
         first = first_request_ratio(server, root, args, inputs)
+        in_process = {"warm": first_request_in_process(args, inputs, warmup=True),
+                      "cold (no warmup)": first_request_in_process(args, inputs, warmup=False)}
         stats = server.get(f"/v2/models/{NAME}/stats")
     finally:
         server.stop()
@@ -337,6 +384,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_mb": {"one version": rss_one, "peak during the swap": max(peak), "after unloading v1": rss_after,
                    "after / one version": rss_after / rss_one},
         "first_request_after_ready": first,
+        "first_request_in_process": in_process,
         "server_stats_v2": stats["model_stats"],
     }
 
@@ -361,6 +409,9 @@ def print_report(result: dict[str, Any]) -> None:
           f"vs steady p50 {first['steady_p50_ms']:.1f} ms ({first['ratio']:.2f}x); in the server: first "
           f"{first['server_first_ms']} ms vs steady means {first['server_steady_mean_ms']} ms "
           f"({first['server_ratio']:.2f}x)")
+    for kind, row in result["first_request_in_process"].items():
+        print(f"in process, {kind}: first request / steady median {row['ratios']} "
+              f"(median {row['median_ratio']:.2f}x)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -300,3 +300,23 @@ def test_repository_rpcs_index_unload_and_load_models(start_server, model_reposi
         repository.load_model("tiny", config="not json")
     assert bad_config.value.status() == "StatusCode.INVALID_ARGUMENT"
     repository.close()
+
+
+def test_the_grpc_client_example_of_the_docs_runs(start_server, tmp_path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    from tests.service.conftest import REPO_ROOT, write_classifier
+
+    text = (REPO_ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
+    section = text[text.index("\n## gRPC\n"):]
+    example = re.search(r"```python\n(.*?)```", section, re.S)
+    assert example is not None and "tritonclient.grpc" in example.group(1)
+    write_classifier(tmp_path / "digits.onnx", name="digits")
+    server = start_server("--model", str(tmp_path / "digits.onnx"))
+    code = example.group(1).replace("127.0.0.1:8001", server.grpc_address)  # the documented default port
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("True") and "(4, 10)" in lines[1] and lines[2].count(":") == 6
