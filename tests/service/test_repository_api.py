@@ -314,3 +314,22 @@ def test_a_repository_that_starts_empty_serves_the_first_model_loaded(tmp_path: 
         np.testing.assert_allclose(answer.json()["predictions"], direct_run(v1, INPUTS[:2]),
                                    rtol=1e-5, atol=1e-6)
         assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_control_routes_need_the_api_key_when_keys_are_set(repository: Path, tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# operators\nsecret-one\n")
+    settings = ServeSettings(model_repository=repository, device="cpu", threads=1,
+                             model_control_mode="explicit", api_keys=keys)
+    with TestClient(create_app(settings)) as client:
+        for method, path in (("POST", "/v2/repository/models/tiny/load"),
+                             ("POST", "/v2/repository/models/tiny/unload"), ("POST", "/v2/repository/index"),
+                             ("GET", "/v2/models/tiny/config"), ("GET", "/v2/models/tiny/stats")):
+            refused = client.request(method, path)
+            assert refused.status_code == 401 and refused.json()["code"] == "unauthorized", path
+            wrong = client.request(method, path, headers={"Authorization": "Bearer secret-two"})
+            assert wrong.status_code == 401, path
+        granted = {"Authorization": "Bearer secret-one"}
+        assert client.post("/v2/repository/models/tiny/load", headers=granted).status_code == 200
+        assert client.post("/v2/repository/index", headers=granted).json()[0]["state"] == "READY"
+        assert client.post("/v2/repository/models/tiny/unload", headers=granted).status_code == 200
