@@ -98,13 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         calls.append(partial(session.run, None, feed))
         releases.append(partial(session.run, None, feed, shrink))
     timings = interleaved(calls, TimingPolicy(**json.loads(args.policy)), args.rounds, releases)
+    write_timings(args.out, entries, timings)
+    return 0
+
+
+def write_timings(out: Path, entries: list[dict[str, Any]], timings: Sequence[Timing | str | None]) -> None:
+    """``out/timings.json``: per file ``{"timing": {...}}`` or ``{"error": "..."}`` (``entries``
+    already holds the errors of files that could not be loaded)."""
     for entry, timing in zip(entries, timings, strict=True):
         if isinstance(timing, Timing):
             entry["timing"] = timing.to_dict()
         elif timing is not None:
             entry["error"] = timing
-    (args.out / "timings.json").write_text(json.dumps(entries))
-    return 0
+    (out / "timings.json").write_text(json.dumps(entries))
 
 
 if __name__ == "__main__":
