@@ -2,7 +2,7 @@
 #
 #   docker build -t lc2d-serve .                              # CPU, serves the digits model
 #   docker build -t lc2d-serve:gpu --build-arg GPU=1 .        # onnxruntime-gpu on CUDA 13 + cuDNN 9
-#   docker run --rm -p 8000:8000 lc2d-serve
+#   docker run --rm -p 8000:8000 -p 8001:8001 lc2d-serve      # HTTP on 8000, gRPC on 8001
 #
 # Stages: `requirements` turns pyproject.toml into pip requirement files; `builder` installs the
 # `train` extra (TensorFlow), builds the project wheel, trains and exports the default model;
@@ -116,7 +116,8 @@ COPY --from=builder /models/ /models/
 ENV PATH=/opt/venv/bin:$PATH
 
 USER 10001:10001
-EXPOSE 8000
+# HTTP (REST) and gRPC (Open Inference Protocol + grpc.health.v1)
+EXPOSE 8000 8001
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2)"]
-CMD ["lc2d", "serve", "--model-repository", "/models", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["lc2d", "serve", "--model-repository", "/models", "--host", "0.0.0.0", "--port", "8000", "--grpc-port", "8001"]

@@ -24,13 +24,16 @@ Usage (or ``lc2d bench``):
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.floors import MachineFloors, floor_ms, measure_floors
-from benchmarks.timing import Timing, TimingPolicy, measure
+from benchmarks.timing import Timing, TimingPolicy, measure, round_policy, sample
 from benchmarks.workloads import (
     DEFAULT_WORKLOADS,
     TF_KERAS_SPARSE_MAX_INDICES,
@@ -51,6 +54,7 @@ from benchmarks.workloads import (
     model_cost,
     tf_keras_sparse_skip,
 )
+from models.comparison import relative_error
 
 IMPLEMENTATIONS = (1, 2, 3)
 FAMILIES = ("tf_keras", "keras", "keras-jax", "keras-torch", "onnx")
@@ -72,18 +76,13 @@ class SuiteConfig:
     tf_keras_sparse_max_indices: int = TF_KERAS_SPARSE_MAX_INDICES
     implementations: tuple[int, ...] = IMPLEMENTATIONS  # of tf_keras and Keras; the others are skipped
     rounds: int = 3  # interleaved rounds in which a workload's ONNX files are timed side by side
+    strategies: tuple[str, ...] | None = None  # ONNX exports to time; None: every lowering, auto, int8
     seed: int = 20261125
 
 
 def method_name(family: str, variant: str) -> str:
     """The column name of a method: ``tf_keras impl 1``, ``keras-jax impl 2``, ``onnx local``."""
     return f"onnx {variant}" if family == "onnx" else f"{family} impl {variant}"
-
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """``max |actual − expected| / max |expected|``."""
-    scale = float(np.max(np.abs(expected))) or 1.0
-    return float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64))) / scale)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -164,6 +163,7 @@ class Runner:
     """A workload built once per method: ``timed(batch, policy)`` -> (first output, timing)."""
 
     timed: Callable[[np.ndarray, TimingPolicy], tuple[np.ndarray, Timing]]
+    call: Callable[[np.ndarray], object] | None = None  # one forward pass, for interleaved timing
     details: dict[str, Any] = field(default_factory=dict)
     keep: list[Any] = field(default_factory=list)  # objects the runner needs alive
 
@@ -178,7 +178,7 @@ def keras_runner(model: Any) -> Runner:
         output = call(tf.constant(x))
         return output, measure(lambda: call(tf.constant(x)), policy)
 
-    return Runner(timed, keep=[model])
+    return Runner(timed, call=lambda x: call(tf.constant(x)), keep=[model])
 
 
 @dataclass(frozen=True)
@@ -205,12 +205,15 @@ Timed = tuple[np.ndarray, Timing] | str  # a file's output and timing, or why it
 
 
 def time_onnx_files(paths: Sequence[Path], x: np.ndarray, threads: int, policy: TimingPolicy,
-                    rounds: int) -> list[Timed]:
+                    rounds: int, between: Callable[[int], object] | None = None) -> list[Timed]:
     """Output and timing of every file on ``x`` (or why it failed), timed side by side in a child.
 
-    See :mod:`benchmarks.onnx_timer`: one fresh process, ``rounds`` interleaved rounds.
+    See :mod:`benchmarks.onnx_timer`: one fresh process, ``rounds`` interleaved rounds. With
+    ``between``, the child runs stepwise: before each of its rounds this process runs
+    ``between(r)`` (e.g. times tf_keras), while the child waits with its threads asleep.
     """
-    return time_in_child("benchmarks.onnx_timer", paths, x, policy, rounds, ["--threads", str(threads)])
+    return time_in_child("benchmarks.onnx_timer", paths, x, policy, rounds,
+                         ["--threads", str(threads), *(["--stepwise"] if between else [])], between=between)
 
 
 def time_keras_files(backend: str, paths: Sequence[Path], x: np.ndarray, policy: TimingPolicy,
@@ -222,8 +225,10 @@ def time_keras_files(backend: str, paths: Sequence[Path], x: np.ndarray, policy:
 
 
 def time_in_child(module: str, paths: Sequence[Path], x: np.ndarray, policy: TimingPolicy, rounds: int,
-                  arguments: list[str], env: dict[str, str] | None = None) -> list[Timed]:
-    """Runs timer ``module`` on ``paths`` in a fresh process and reads what it wrote."""
+                  arguments: list[str], env: dict[str, str] | None = None,
+                  between: Callable[[int], object] | None = None) -> list[Timed]:
+    """Runs timer ``module`` on ``paths`` in a fresh process (``env`` added to this one's) and reads
+    what it wrote; ``between``: see :func:`time_onnx_files` (``arguments`` must ask for it)."""
     import json
 
     with tempfile.TemporaryDirectory(prefix="lc2d-timer-") as folder:
@@ -231,14 +236,30 @@ def time_in_child(module: str, paths: Sequence[Path], x: np.ndarray, policy: Tim
         np.save(work / "batch.npy", x)
         command = [sys.executable, "-m", module, str(work / "batch.npy"), str(work), *map(str, paths),
                    "--policy", json.dumps(vars(policy)), "--rounds", str(rounds), *arguments]
-        done = subprocess.run(command, capture_output=True, text=True, check=False,
-                              cwd=Path(__file__).resolve().parents[1], env={**os.environ, **(env or {})})
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines()
-            raise RuntimeError(lines[-1] if lines else f"{module} exited with {done.returncode}")
+        child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+                                 env={**os.environ, **(env or {})})
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            for r in range(rounds if between else 0):
+                between(r)  # type: ignore[misc]
+                child.stdin.write("go\n")
+                child.stdin.flush()
+                if not child.stdout.readline():  # the round's medians; empty: the child died
+                    break
+            _, stderr = child.communicate(timeout=24 * 3600)
+        except BrokenPipeError:
+            _, stderr = child.communicate(timeout=600)
+        if child.returncode != 0:
+            lines = stderr.strip().splitlines()
+            raise RuntimeError(lines[-1] if lines else f"{module} exited with {child.returncode}")
         entries = json.loads((work / "timings.json").read_text())
-        return [(np.load(work / f"{i}.npy"), Timing(**entry["timing"])) if "timing" in entry
+        return [(np.load(work / f"{i}.npy"), _timing(entry["timing"])) if "timing" in entry
                 else entry["error"] for i, entry in enumerate(entries)]
+
+
+def _timing(fields: dict[str, Any]) -> Timing:
+    return Timing(**{**fields, "round_medians_ms": tuple(fields.get("round_medians_ms", ()))})
 
 
 @contextmanager
@@ -395,7 +416,8 @@ class Suite:
         workdir = Path(tempfile.mkdtemp(prefix="lc2d-bench-"))
         try:
             exports: list[tuple[str, OnnxExport | tuple[str, str], float]] = []
-            for strategy in (*FLOAT_STRATEGIES, AUTO_POLICY, *QUANTIZED_STRATEGIES):
+            every = (*FLOAT_STRATEGIES, AUTO_POLICY, *QUANTIZED_STRATEGIES)
+            for strategy in self.config.strategies or every:
                 started = time.perf_counter()
                 made: OnnxExport | tuple[str, str]
                 try:
@@ -406,7 +428,8 @@ class Suite:
                 self.log(f"  exported onnx {strategy} in {exports[-1][2]:.1f} s")
             files = {strategy: made for strategy, made, _ in exports if isinstance(made, OnnxExport)}
             for batch in self.config.batches:
-                results, how = self.time_files([f.path for f in files.values()], inputs[batch])
+                with self.best_tf_keras(workload, reference, batch, inputs[batch]) as between:
+                    results, how = self.time_files([f.path for f in files.values()], inputs[batch], between)
                 timed = dict(zip(files, results, strict=True))
                 for strategy, made, setup_s in exports:
                     record = self.base_record(workload, "onnx", strategy, batch, costs[batch])
@@ -425,8 +448,37 @@ class Suite:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def time_files(self, paths: list[Path], x: np.ndarray) -> tuple[list[Timed], str]:
-        """Times ``paths`` side by side; if that child fails as a whole (all sessions at once can
+    @contextmanager
+    def best_tf_keras(self, workload: Workload, reference: Any, batch: int,
+                      x: np.ndarray) -> Iterator[Callable[[int], object] | None]:
+        """``between`` for :func:`time_onnx_files` that times the fastest tf_keras implementation
+        of this workload and batch (already measured alone) in every round, interleaved with the
+        ONNX files; its per-round medians go into that tf_keras record as
+        ``interleaved_round_medians_ms``. None when tf_keras did not run here."""
+        best = min((r for r in self.records if r["workload"] == workload.name and r["batch"] == batch
+                    and r["family"] == "tf_keras" and r["status"] == OK),
+                   key=lambda r: r["median_ms"], default=None)
+        made = self._keras_maker(reference, "tf_keras", int(best["variant"]))() if best else None
+        if best is None or not isinstance(made, Runner) or made.call is None:
+            yield None
+            return
+        runner, call, medians = made, made.call, []
+        config = self.config
+
+        def between(r: int) -> None:
+            share = round_policy(config.policy, config.rounds, first=r == 0)
+            medians.append(statistics.median(sample(lambda: call(x), share)))
+
+        with released():
+            yield between
+            if len(medians) == config.rounds:
+                best["interleaved_round_medians_ms"] = medians
+            del runner
+
+    def time_files(self, paths: list[Path], x: np.ndarray,
+                   between: Callable[[int], object] | None = None) -> tuple[list[Timed], str]:
+        """Times ``paths`` side by side (with ``between`` run before each round, see
+        :func:`time_onnx_files`); if that child fails as a whole (all sessions at once can
         exceed the memory: DeepFace at batch 64), times each file in a process of its own.
 
         Returns:
@@ -434,7 +486,8 @@ class Suite:
         """
         config = self.config
         try:
-            return time_onnx_files(paths, x, config.threads, config.policy, config.rounds), SIDE_BY_SIDE
+            return (time_onnx_files(paths, x, config.threads, config.policy, config.rounds, between),
+                    SIDE_BY_SIDE)
         except Exception as err:  # noqa: BLE001 - e.g. killed for memory; fall back below
             self.log(f"  timing side by side failed ({err}); timing each file alone")
         results: list[Timed] = []
@@ -561,14 +614,54 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+class PeakRss:
+    """Samples the resident memory of this process and all its children (the ONNX timers) every
+    ``interval_s`` in a thread; ``mib`` is the largest sum seen, what a 24 GB machine must hold."""
+
+    def __init__(self, interval_s: float = 0.25) -> None:
+        self.interval_s, self.mib = interval_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for process in (me, *me.children(recursive=True)):
+                with contextlib.suppress(psutil.Error):  # exited between the listing and the reading
+                    total += process.memory_info().rss
+            self.mib = max(self.mib, total / 2**20)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_suite(config: SuiteConfig, floors: MachineFloors | None = None, quick: bool = False,
               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure the floors (unless given) and every method; return the JSON-ready result."""
-    from benchmarks.report import summarize
-
+    """Measure the floors (unless given) and every method; return the JSON-ready result, with the
+    peak resident memory of the run (this process and its children) in ``machine``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     started = time.perf_counter()
     info = machine_info(config.threads)
+    with PeakRss() as peak:
+        result = _run_measured(config, floors, quick, log, started, info)
+    result["machine"]["peak_rss_mib"] = round(peak.mib)
+    log(f"peak RSS of the benchmark and its children: {peak.mib:,.0f} MiB")
+    return result
+
+
+def _run_measured(config: SuiteConfig, floors: MachineFloors | None, quick: bool, log: Callable[[str], None],
+                  started: float, info: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.report import summarize
+
     sizes = (1024, 64) if quick else ()
     measured = floors is None
     if floors is None:
@@ -588,7 +681,8 @@ def run_suite(config: SuiteConfig, floors: MachineFloors | None = None, quick: b
                          "families": list(config.families), "threads": config.threads,
                          "timing": vars(config.policy).copy(), "onnx_rounds": config.rounds,
                          "tf_keras_sparse_max_indices": config.tf_keras_sparse_max_indices,
-                         "implementations": list(config.implementations)},
+                         "implementations": list(config.implementations),
+                         "strategies": list(config.strategies) if config.strategies else None},
             "results": records, "summary": summarize(records)}
 
 

@@ -66,6 +66,8 @@ def write_mlp_model(path: Path, hidden: int = 256, classes: int = 10, seed: int 
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from service.model_format import build_metadata
+
     rng = np.random.default_rng(seed)
     w1 = rng.normal(0, 0.2, (64, hidden)).astype(np.float32)
     w2 = rng.normal(0, 0.2, (hidden, classes)).astype(np.float32)
@@ -80,10 +82,8 @@ def write_mlp_model(path: Path, hidden: int = 256, classes: int = 10, seed: int 
         [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    helper.set_model_props(model, {
-        "lc2d.format_version": "1", "lc2d.model_name": "bench_mlp", "lc2d.input_name": "input",
-        "lc2d.input_shape": "[8, 8, 1]", "lc2d.input_dtype": "float32",
-        "lc2d.data_format": "channels_last", "lc2d.output_names": '["probabilities"]'})
+    helper.set_model_props(model, build_metadata(
+        model_name="bench_mlp", input_name="input", input_shape=(8, 8, 1), output_names=["probabilities"]))
     onnx.save(model, str(path))
     return path
 

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,8 @@ class RawConnection:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = bytearray(1 << 20)
-        self._body = (0, 0)
+        self._body: tuple[int, int] | bytes = (0, 0)
+        self.answer_bytes = 0  # size of the last whole answer: status line, headers and body
 
     def post(self, path: str, content: bytes, headers: dict[str, str]) -> int:
         """Sends one POST and reads its whole answer; returns the status code."""
@@ -162,23 +164,44 @@ class RawConnection:
                           f"{len(content)}\r\n\r\n".encode("latin1") + content)
         got, end = 0, -1
         while end < 0:
-            if got == len(self.buffer):
-                self.buffer.extend(bytes(len(self.buffer)))
-            got += self._receive(got, len(self.buffer))
+            got = self._fill(got, got + 1)
             end = self.buffer.find(b"\r\n\r\n", 0, got)
         lines = bytes(self.buffer[:end]).decode("latin1").split("\r\n")
         fields = dict(line.lower().split(":", 1) for line in lines[1:])
-        total = end + 4 + int(fields["content-length"])
-        if total > len(self.buffer):
-            self.buffer.extend(bytes(total - len(self.buffer)))
-        while got < total:
-            got += self._receive(got, total)
-        self._body = (end + 4, total)
+        if "chunked" in fields.get("transfer-encoding", ""):  # e.g. Ray Serve's proxy streams answers
+            self.answer_bytes, self._body = self._read_chunked(end + 4, got)
+        else:
+            total = end + 4 + int(fields["content-length"])
+            self._fill(got, total)
+            self.answer_bytes, self._body = total, (end + 4, total)
         return int(lines[0].split(" ", 2)[1])
 
     def body(self) -> bytes:
         """The body of the last answer."""
-        return bytes(self.buffer[slice(*self._body)])
+        return self._body if isinstance(self._body, bytes) else bytes(self.buffer[slice(*self._body)])
+
+    def _fill(self, got: int, need: int) -> int:
+        """Receives until the buffer holds at least ``need`` bytes (``got`` so far); returns the count."""
+        if need > len(self.buffer):
+            self.buffer.extend(bytes(max(need, 2 * len(self.buffer)) - len(self.buffer)))
+        while got < need:
+            got += self._receive(got, len(self.buffer))
+        return got
+
+    def _read_chunked(self, start: int, got: int) -> tuple[int, bytes]:
+        """Reads a chunked body that begins at ``start``; returns the answer's size and the body."""
+        parts: list[bytes] = []
+        pos = start
+        while True:
+            while (eol := self.buffer.find(b"\r\n", pos, got)) < 0:
+                got = self._fill(got, got + 1)
+            size = int(bytes(self.buffer[pos:eol]).split(b";")[0], 16)
+            pos = eol + 2
+            got = self._fill(got, pos + size + 2)  # the chunk and its CRLF (the last: no trailers)
+            if size == 0:
+                return pos + 2, b"".join(parts)
+            parts.append(bytes(self.buffer[pos:pos + size]))
+            pos += size + 2
 
     def _receive(self, start: int, stop: int) -> int:
         with memoryview(self.buffer) as view:
@@ -211,26 +234,47 @@ CLIENTS: dict[str, type[RawConnection] | type[StdlibConnection]] = {
     "raw": RawConnection, "http.client": StdlibConnection}
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], timeout_s: float,
+               what: str) -> None:
+    """Polls ``ready`` until it is true; raises with the process's stderr if the process exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if process.poll() is not None:
+            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"{what} exited with {process.returncode}: {error[-2000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not become ready within {timeout_s:.0f} s")
+
+
 class Server:
+    """``lc2d serve`` on a free port of 127.0.0.1, started and ready."""
+
     def __init__(self, model: Path, extra: list[str]) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port, self.grpc_port = free_port(), free_port()
         command = [sys.executable, "-m", "lc2d", "serve", "--model", str(model), "--host", "127.0.0.1",
-                   "--port", str(self.port), "--log-level", "warning", "--max-queue", "100000", *extra]
+                   "--port", str(self.port), "--grpc-port", str(self.grpc_port), "--log-level", "warning",
+                   "--max-queue", "100000", *extra]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/health/ready", timeout=1):
-                    return
-            except OSError:
-                if self.process.poll() is not None:
-                    assert self.process.stderr is not None
-                    raise RuntimeError(self.process.stderr.read().decode()) from None
-                time.sleep(0.1)
-        raise RuntimeError("server did not become ready")
+
+        def ready() -> bool:
+            url = f"http://127.0.0.1:{self.port}/v2/health/ready"
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                return bool(answer.status == 200)
+
+        wait_until(ready, self.process, 60, "lc2d serve")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -247,8 +291,18 @@ def encode(instance: np.ndarray, body: str) -> tuple[bytes, dict[str, str]]:
 
 def drive(port: int, instances: np.ndarray, concurrency: int, body: str,
           client_kind: str = "raw") -> dict[str, Any]:
-    """Sends every instance once, spread over ``concurrency`` keep-alive clients."""
-    payloads = [encode(instance, body) for instance in instances]
+    """Sends every instance once to ``/predict``, spread over ``concurrency`` keep-alive clients."""
+    return drive_payloads(port, "/predict", [encode(instance, body) for instance in instances],
+                          concurrency, client_kind)
+
+
+def drive_payloads(port: int, path: str, payloads: list[tuple[bytes, dict[str, str]]], concurrency: int,
+                   client_kind: str = "raw") -> dict[str, Any]:
+    """POSTs every payload once to ``path``, spread over ``concurrency`` keep-alive clients.
+
+    Returns throughput (requests per second over the whole run) and p50/p99 latency; any answer
+    but 200 raises. The first client sends 10 untimed requests first (connections, warm caches).
+    """
     shares = [payloads[i::concurrency] for i in range(concurrency)]
 
     def client(share: list[tuple[bytes, dict[str, str]]]) -> list[float]:
@@ -256,10 +310,10 @@ def drive(port: int, instances: np.ndarray, concurrency: int, body: str,
         latencies = []
         for content, headers in share:
             tick = time.perf_counter()
-            status = connection.post("/predict", content, headers)
+            status = connection.post(path, content, headers)
             latencies.append(time.perf_counter() - tick)
             if status != 200:
-                raise RuntimeError(f"server answered {status}")
+                raise RuntimeError(f"server answered {status} on {path}")
         connection.close()
         return latencies
 

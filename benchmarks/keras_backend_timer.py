@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         entries.append({})
         calls.append(partial(forward, x))
-    write_timings(args.out, entries, interleaved(calls, TimingPolicy(**json.loads(args.policy)), args.rounds))
+    timings, medians = interleaved(calls, TimingPolicy(**json.loads(args.policy)), args.rounds)
+    write_timings(args.out, entries, timings, medians)
     return 0
 
 

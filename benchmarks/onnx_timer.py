@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -43,30 +44,58 @@ def error_text(err: Exception) -> str:
 
 
 def interleaved(calls: list[Callable[[], object] | None], policy: TimingPolicy, rounds: int,
-                release: Sequence[Callable[[], object] | None] = ()) -> list[Timing | str | None]:
+                release: Sequence[Callable[[], object] | None] = (),
+                between: Callable[[int, list[list[float]]], object] | None = None,
+                ) -> tuple[list[Timing | str | None], list[list[float]]]:
     """Timings of ``calls`` measured in ``rounds`` rounds, one share of ``policy`` each per round.
 
     ``None`` entries (files that failed to load) give ``None``; a call that raises gives the
     error's text and is dropped from later rounds. ``release[i]``, when given, runs (untimed)
-    after each share of call ``i``.
+    after each share of call ``i``. ``between(r, medians)``, when given, runs before round
+    ``r`` with the per-round medians so far (the stepwise mode reports them to its parent and
+    waits there while the parent times tf_keras).
+
+    Returns:
+        Per call its timing over every round (or error or None), and per call the median of
+        each round it ran in (ms).
     """
     times: list[list[float]] = [[] for _ in calls]
+    per_round: list[list[float]] = [[] for _ in calls]
     results: list[Timing | str | None] = [None] * len(calls)
     live = [i for i, call in enumerate(calls) if call is not None]
     for r in range(rounds):
+        if between is not None:
+            between(r, per_round)
         share = round_policy(policy, rounds, first=r == 0)
         start = r % len(live) if live else 0
         for i in live[start:] + live[:start]:
             call = calls[i]
             assert call is not None
             try:
-                times[i] += sample(call, share)
+                got = sample(call, share)
+                times[i] += got
+                per_round[i].append(statistics.median(got))
                 if i < len(release) and (free := release[i]) is not None:
                     free()
             except Exception as err:  # noqa: BLE001 - recorded, the other files go on
                 results[i] = error_text(err)
         live = [i for i in live if results[i] is None]
-    return [Timing.of(times[i]) if i in live and times[i] else results[i] for i in range(len(calls))]
+    timings = [Timing.of(times[i]) if i in live and times[i] else results[i] for i in range(len(calls))]
+    return timings, per_round
+
+
+def report_round(r: int, medians: list[list[float]]) -> None:
+    """The stepwise mode's line after round ``r - 1``: each file's median then (None: not timed)."""
+    print(json.dumps([m[-1] if len(m) == r else None for m in medians]), flush=True)
+
+
+def stepwise(r: int, medians: list[list[float]]) -> None:
+    """``between`` of the stepwise mode: report the last round, wait for the parent's 'go'."""
+    if r > 0:
+        report_round(r, medians)
+    line = sys.stdin.readline().strip()
+    if line != "go":
+        raise SystemExit(f"onnx_timer --stepwise: expected 'go' from the parent. Received: {line!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--policy", required=True, help="TimingPolicy fields as JSON")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--stepwise", action="store_true",
+                        help="wait for a line 'go' on stdin before each round and print each round's "
+                             "medians as a JSON line after it, so the parent times its own methods in "
+                             "between (tf_keras interleaved with the ONNX files)")
     args = parser.parse_args(argv)
     x = np.load(args.batch)
     entries: list[dict[str, Any]] = []
@@ -97,17 +130,21 @@ def main(argv: list[str] | None = None) -> int:
         entries.append({})
         calls.append(partial(session.run, None, feed))
         releases.append(partial(session.run, None, feed, shrink))
-    timings = interleaved(calls, TimingPolicy(**json.loads(args.policy)), args.rounds, releases)
-    write_timings(args.out, entries, timings)
+    timings, medians = interleaved(calls, TimingPolicy(**json.loads(args.policy)), args.rounds, releases,
+                                   stepwise if args.stepwise else None)
+    if args.stepwise:
+        report_round(args.rounds, medians)
+    write_timings(args.out, entries, timings, medians)
     return 0
 
 
-def write_timings(out: Path, entries: list[dict[str, Any]], timings: Sequence[Timing | str | None]) -> None:
-    """``out/timings.json``: per file ``{"timing": {...}}`` or ``{"error": "..."}`` (``entries``
-    already holds the errors of files that could not be loaded)."""
-    for entry, timing in zip(entries, timings, strict=True):
+def write_timings(out: Path, entries: list[dict[str, Any]], timings: Sequence[Timing | str | None],
+                  medians: Sequence[list[float]]) -> None:
+    """``out/timings.json``: per file ``{"timing": {...}}`` (with its per-round medians) or
+    ``{"error": "..."}`` (``entries`` already holds the errors of files that could not be loaded)."""
+    for entry, timing, rounds in zip(entries, timings, medians, strict=True):
         if isinstance(timing, Timing):
-            entry["timing"] = timing.to_dict()
+            entry["timing"] = {**timing.to_dict(), "round_medians_ms": rounds}
         elif timing is not None:
             entry["error"] = timing
     (out / "timings.json").write_text(json.dumps(entries))

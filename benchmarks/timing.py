@@ -17,6 +17,7 @@ class Timing:
     min_ms: float
     max_ms: float
     runs: int
+    round_medians_ms: tuple[float, ...] = ()  # when timed in interleaved rounds: each round's median
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,13 +7,7 @@ The names below are imported on first use (PEP 562), so that light modules of th
 from __future__ import annotations
 
 import importlib
-from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = _metadata.version("lc2d-serve")
-except _metadata.PackageNotFoundError:  # running from a checkout that is not installed
-    __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the redundant aliases mark re-exports for type checkers
     from export.api import ExportReport as ExportReport
@@ -21,6 +15,7 @@ if TYPE_CHECKING:  # the redundant aliases mark re-exports for type checkers
     from export.errors import DenseKernelTooLargeError as DenseKernelTooLargeError
     from export.errors import ExportError as ExportError
     from export.errors import ParityError as ParityError
+    from export.errors import UnknownOutputsError as UnknownOutputsError
     from export.errors import UnsupportedLayersError as UnsupportedLayersError
     from export.lowerings.registry import POLICIES as POLICIES
     from export.lowerings.registry import STRATEGIES as STRATEGIES
@@ -30,7 +25,7 @@ _PUBLIC = {
     "ExportReport": "export.api", "to_onnx": "export.api", "ExportOptions": "export.options",
     "POLICIES": "export.lowerings.registry", "STRATEGIES": "export.lowerings.registry",
     "DenseKernelTooLargeError": "export.errors", "ExportError": "export.errors",
-    "ParityError": "export.errors",
+    "ParityError": "export.errors", "UnknownOutputsError": "export.errors",
     "UnsupportedLayersError": "export.errors",
 }
 __all__ = sorted(_PUBLIC)

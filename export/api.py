@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,14 @@ from typing import Any
 import onnx
 
 from export.auto import choose_strategy
-from export.errors import ExportError
+from export.errors import ExportError, UnknownOutputsError
 from export.graph import LoweredGraph, ModelWalk, lower_model, walk_model
 from export.lowerings import AUTO_POLICY, POLICIES, STRATEGIES, require_feasible, strategy_for
 from export.lowerings.base import LoweringContext
 from export.metadata import LayerRecord, ModelDescription, metadata_props, read_metadata, write_metadata
 from export.options import MIN_OPSET, ExportOptions
-from export.parity import DEFAULT_TOLERANCE, check_parity
+from export.parity import DEFAULT_TOLERANCE, FP16_TOLERANCE, check_parity
+from export.precision import FP16, to_float16
 from export.runtime import make_session
 
 _LC_TYPE = "LocallyConnected2D"
@@ -31,6 +33,7 @@ class ExportReport:
     data_path: str | None
     opset: int
     policy: str
+    precision: str
     layers: list[dict[str, Any]]
     nodes: int
     parity_max_rel_error: float | None
@@ -46,7 +49,7 @@ class ExportReport:
         """A few lines for the command line."""
         lines = [f"wrote {self.path} ({self.size_bytes / 2**20:.2f} MiB"
                  + (f", weights in {self.data_path}" if self.data_path else "") + f"), opset {self.opset}, "
-                 f"{self.nodes} nodes, {self.seconds:.2f} s"]
+                 f"{self.nodes} nodes, {self.precision}, {self.seconds:.2f} s"]
         for layer in self.layers:
             timings = f" timings_ms={layer['timings_ms']}" if "timings_ms" in layer else ""
             lines.append(f"  {layer['name']}: implementation {layer['implementation']} -> "
@@ -77,11 +80,15 @@ def to_onnx(model: Any, path: str | os.PathLike[str], options: ExportOptions | N
     options = options if options is not None else ExportOptions()
     _validate(options)
     ctx = LoweringContext(opset=options.opset, dense_budget_bytes=options.dense_budget_bytes)
+    model = sub_model(model, options.outputs)
     walk = walk_model(model)
     strategies, timings = _plan_strategies(walk, options, ctx)
-    tolerance = options.tolerance or _default_tolerance(strategies)
-    graph = lower_model(walk, strategies, ctx)
-    desc = _describe(model, walk, graph, options.policy, strategies, timings, ctx.opset)
+    tolerance = options.tolerance or _default_tolerance(strategies, options.precision)
+    graph = lower_model(walk, strategies, ctx, output_names=list(options.outputs) or None)
+    if options.precision == FP16:
+        _require_float_strategies(strategies)
+        to_float16(graph.model)
+    desc = _describe(model, walk, graph, options, strategies, timings, ctx.opset)
     target = Path(path)
     external = _initializer_bytes(graph.model) >= options.external_data_threshold
     save = _save_external if external else _save_inline
@@ -90,7 +97,7 @@ def to_onnx(model: Any, path: str | os.PathLike[str], options: ExportOptions | N
     size = target.stat().st_size + (data_path.stat().st_size if data_path else 0)
     return ExportReport(
         path=str(target), data_path=str(data_path) if data_path else None, opset=ctx.opset,
-        policy=options.policy, layers=[layer.to_json() for layer in desc.layers],
+        policy=options.policy, precision=options.precision, layers=[layer.to_json() for layer in desc.layers],
         nodes=len(graph.model.graph.node), parity_max_rel_error=parity, size_bytes=size,
         seconds=time.perf_counter() - start, input_name=graph.input_name, output_names=graph.output_names)
 
@@ -106,9 +113,45 @@ def _validate(options: ExportOptions) -> None:
                           f"{latest}. Received: opset={options.opset!r}")
 
 
-def _default_tolerance(strategies: dict[str, str]) -> float:
-    """The largest default tolerance of the strategies used (the float one when there are none)."""
-    return max((STRATEGIES[s].tolerance for s in strategies.values()), default=DEFAULT_TOLERANCE)
+def sub_model(model: Any, outputs: Sequence[str]) -> Any:
+    """The part of ``model`` that computes the layers named in ``outputs`` (``model`` when empty).
+
+    The layers' output tensors are taken from the model's own graph (a layer of a loaded
+    Sequential can have several calls; ``layer.output`` would pick any one of them).
+
+    Raises:
+        UnknownOutputsError: a name that is not a layer of the model (the message lists them all).
+        ExportError: the model is not walkable, or a named layer is called more than once.
+    """
+    if not outputs:
+        return model
+    import keras
+
+    walk = walk_model(model)
+    calls: dict[str, list[Any]] = {}
+    for step in walk.steps:
+        calls.setdefault(step.layer.name, []).append(step)
+    unknown = [name for name in outputs if name not in calls]
+    if unknown:
+        raise UnknownOutputsError(unknown, list(calls), model.name)
+    shared = [name for name in outputs if len(calls[name]) > 1 or len(calls[name][0].outputs) != 1]
+    if shared:
+        raise ExportError(f"Expected output layers called once, with one output each. Received: {shared}")
+    tensors = [calls[name][0].outputs[0] for name in outputs]
+    return keras.Model(walk.input_tensor, tensors, name=model.name)
+
+
+def _default_tolerance(strategies: dict[str, str], precision: str) -> float:
+    """The largest default tolerance of the strategies and the precision used."""
+    floor = FP16_TOLERANCE if precision == FP16 else DEFAULT_TOLERANCE
+    return max([floor, *(STRATEGIES[s].tolerance for s in strategies.values())])
+
+
+def _require_float_strategies(strategies: dict[str, str]) -> None:
+    quantized = sorted({s for s in strategies.values() if STRATEGIES[s].quantized})
+    if quantized:
+        raise ExportError(f"Precision fp16 needs float strategies. Received: strategies {quantized}, which "
+                          "quantize (export them with precision fp32)")
 
 
 def _lc_layers(walk: ModelWalk) -> list[Any]:
@@ -130,7 +173,8 @@ def _plan_strategies(walk: ModelWalk, options: ExportOptions, ctx: LoweringConte
     return strategies, {}
 
 
-def _describe(model: Any, walk: ModelWalk, graph: LoweredGraph, policy: str, strategies: dict[str, str],
+def _describe(model: Any, walk: ModelWalk, graph: LoweredGraph, options: ExportOptions,
+              strategies: dict[str, str],
               timings: dict[str, dict[str, dict[str, float]]], opset: int) -> ModelDescription:
     from models.labels import model_labels
 
@@ -140,7 +184,7 @@ def _describe(model: Any, walk: ModelWalk, graph: LoweredGraph, policy: str, str
     return ModelDescription(
         model_name=model.name, input_name=graph.input_name, input_shape=graph.input_shape,
         data_format=_data_format(walk), output_names=graph.output_names, labels=model_labels(model),
-        layers=records, policy=policy, opset=opset)
+        layers=records, policy=options.policy, opset=opset, precision=options.precision)
 
 
 def _data_format(walk: ModelWalk) -> str:

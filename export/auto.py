@@ -1,12 +1,22 @@
 """The ``auto`` policy: time every candidate strategy of each LocallyConnected2D, keep the best.
 
 The layer's documentation recommends benchmarking its implementations; here each candidate is
-lowered alone into a one-layer ONNX model and timed in ONNX Runtime on the chosen provider
-(median of a few runs after a warm-up) at a small and a large batch, because the fastest
-strategy at batch 1 is often not the fastest at batch 64. The choice minimises the worst
-slowdown against the best candidate over those batches. The candidates are the registry's
-(:func:`export.lowerings.auto_candidates`: float strategies whose feasibility rule accepts the
-layer, e.g. ``dense`` only within the dense budget).
+lowered alone into a one-layer ONNX model and timed in ONNX Runtime on the chosen provider at a
+small and a large batch, because the fastest strategy at batch 1 is often not the fastest at
+batch 64. The choice minimises the worst slowdown against the best candidate over those batches.
+The candidates are the registry's (:func:`export.lowerings.auto_candidates`: float strategies
+whose feasibility rule accepts the layer, e.g. ``dense`` only within the dense budget).
+
+Why candidates are timed *interleaved*: this shared machine's speed drifts by up to 2x within
+minutes, so candidates timed one after the other compare the machine as much as the graphs (one
+such export kept ``local`` for DeepFace L6, 10.3 ms at batch 64, where ``adaptive`` ran in 5.3 ms
+in the same bench). All candidates' sessions are loaded at once and timed in
+``DEFAULT_AUTO_ROUNDS`` rounds; in each round every candidate runs once untimed (its weights back
+in cache after the others ran), then a few timed runs, the order rotating each round. A
+candidate's time at a batch size is the median of its runs over every round. Sessions stop their
+threads spinning when a run ends, as the server's do, so an idle session does not slow the next.
+After the first round, candidates over ``DROP_FACTOR`` times the best at every batch size stop
+being timed (their first-round times are kept): a hopeless candidate costs one round, not three.
 """
 
 from __future__ import annotations
@@ -26,8 +36,10 @@ from export.lowerings.locally_connected import geometry_of
 from export.runtime import make_session
 
 DEFAULT_AUTO_BATCHES = (1, 64)
-DEFAULT_AUTO_REPEATS = 5
-TIME_BUDGET_S = 2.0  # per candidate and batch, after the warm-up run
+DEFAULT_AUTO_ROUNDS = 3
+RUNS_PER_ROUND = 3  # timed runs of each candidate per batch size and round (at least one)
+ROUND_BUDGET_S = 0.6  # a candidate's timed runs stop after this long in one round
+DROP_FACTOR = 3.0  # slower than this times the best at every batch size: no more rounds
 
 
 @dataclass(frozen=True)
@@ -51,41 +63,65 @@ def single_layer_model(layer: Any, strategy: str, ctx: LoweringContext) -> onnx.
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", ctx.opset)])
 
 
-def time_model(model: onnx.ModelProto, input_shape: tuple[int, ...], provider: str,
-               batches: tuple[int, ...] = DEFAULT_AUTO_BATCHES,
-               repeats: int = DEFAULT_AUTO_REPEATS) -> dict[str, float]:
-    """Median wall time (ms) of one ORT run of ``model`` on a random batch, per batch size.
+def time_candidates(models: dict[str, onnx.ModelProto], input_shape: tuple[int, ...], provider: str,
+                    batches: tuple[int, ...] = DEFAULT_AUTO_BATCHES,
+                    rounds: int = DEFAULT_AUTO_ROUNDS) -> dict[str, dict[str, float]]:
+    """Median wall time (ms) of one ORT run of each model per batch size, timed interleaved.
 
-    Each batch size gets a warm-up run, then up to ``repeats`` timed runs within
-    ``TIME_BUDGET_S`` (at least one), so a very slow candidate costs seconds, not minutes.
+    See the module docstring: every session loaded at once, ``rounds`` rounds with the order
+    rotating, each share a warm-up run then ``RUNS_PER_ROUND`` timed runs within
+    ``ROUND_BUDGET_S``; hopeless candidates are dropped after the first round.
     """
-    session = make_session(model.SerializeToString(), provider)
+    if rounds < 1:
+        raise ValueError(f"Expected rounds >= 1. Received: rounds={rounds}")
+    sessions = {name: make_session(model.SerializeToString(), provider, stop_spinning=True)
+                for name, model in models.items()}
     rng = np.random.default_rng(0)
-    medians = {}
-    for batch in batches:
-        x = rng.standard_normal((batch, *input_shape)).astype(np.float32)
-        session.run(None, {"x": x})  # warm-up: allocations and first-run kernels
-        times: list[float] = []
-        deadline = time.perf_counter() + TIME_BUDGET_S
-        while len(times) < repeats and (not times or time.perf_counter() < deadline):
-            start = time.perf_counter()
-            session.run(None, {"x": x})
-            times.append((time.perf_counter() - start) * 1e3)
-        medians[str(batch)] = round(statistics.median(times), 4)
-    return medians
+    inputs = {b: rng.standard_normal((b, *input_shape)).astype(np.float32) for b in batches}
+    times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in sessions}
+    live = list(sessions)
+    for round_ in range(rounds):
+        for batch in batches:
+            start = round_ % len(live)
+            for name in live[start:] + live[:start]:
+                times[name][batch] += timed_runs(sessions[name], inputs[batch])
+        if round_ == 0:
+            live = still_competitive(times, live)
+    return {name: {str(b): round(statistics.median(runs[b]), 4) for b in batches}
+            for name, runs in times.items()}
+
+
+def timed_runs(session: Any, x: np.ndarray) -> list[float]:
+    """One untimed run, then up to ``RUNS_PER_ROUND`` timed runs (ms) within ``ROUND_BUDGET_S``."""
+    feed = {"x": x}
+    session.run(None, feed)
+    runs: list[float] = []
+    deadline = time.perf_counter() + ROUND_BUDGET_S
+    while len(runs) < RUNS_PER_ROUND and (not runs or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        session.run(None, feed)
+        runs.append((time.perf_counter() - start) * 1e3)
+    return runs
+
+
+def still_competitive(times: dict[str, dict[int, list[float]]], live: list[str]) -> list[str]:
+    """The candidates within ``DROP_FACTOR`` of the best at some batch size (medians so far)."""
+    medians = {name: {b: statistics.median(runs) for b, runs in times[name].items()} for name in live}
+    best = {b: min(m[b] for m in medians.values()) for b in next(iter(medians.values()))}
+    return [name for name in live if any(medians[name][b] <= DROP_FACTOR * best[b] for b in best)]
 
 
 def choose_strategy(layer: Any, ctx: LoweringContext, provider: str,
                     batches: tuple[int, ...] = DEFAULT_AUTO_BATCHES,
-                    repeats: int = DEFAULT_AUTO_REPEATS) -> AutoChoice:
-    """Time each candidate strategy of ``layer`` per batch size and keep the best overall.
+                    rounds: int = DEFAULT_AUTO_ROUNDS) -> AutoChoice:
+    """Time each candidate strategy of ``layer`` per batch size, interleaved, and keep the best.
 
     The choice minimises the worst ratio, over the batch sizes, of a candidate's time to the
     best candidate's time at that batch size.
     """
     shape = geometry_of(layer).input_shape()
-    timings = {s: time_model(single_layer_model(layer, s, ctx), shape, provider, batches, repeats)
-               for s in auto_candidates(layer, ctx)}
+    models = {s: single_layer_model(layer, s, ctx) for s in auto_candidates(layer, ctx)}
+    timings = time_candidates(models, shape, provider, batches, rounds)
     return AutoChoice(least_worst_slowdown(timings), timings)
 
 

@@ -27,6 +27,15 @@ class UnsupportedLayersError(ExportError):
             f"({', '.join(supported)}). Received:\n" + "\n".join(lines))
 
 
+class UnknownOutputsError(ExportError):
+    """Output layers asked for that the model does not have; lists the ones it has (one line)."""
+
+    def __init__(self, unknown: Sequence[str], available: Sequence[str], model: str) -> None:
+        self.unknown, self.available = list(unknown), list(available)
+        super().__init__(f"Unknown output layer(s) {self.unknown}. Expected names of layers of model "
+                         f"'{model}': {self.available}")
+
+
 class DenseKernelTooLargeError(ExportError):
     """The ``dense`` strategy's refusal: its kernel would exceed the dense budget."""
 

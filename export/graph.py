@@ -110,8 +110,13 @@ def _instance_shape(keras_tensor: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in keras_tensor.shape[1:])
 
 
-def lower_model(walk: ModelWalk, lc_strategies: dict[str, str], ctx: LoweringContext) -> LoweredGraph:
-    """Lower every layer call of ``walk`` and assemble the ONNX model (no metadata yet)."""
+def lower_model(walk: ModelWalk, lc_strategies: dict[str, str], ctx: LoweringContext,
+                output_names: list[str] | None = None) -> LoweredGraph:
+    """Lower every layer call of ``walk`` and assemble the ONNX model (no metadata yet).
+
+    ``output_names`` names the graph outputs, one per model output (the layers asked for with
+    ``ExportOptions.outputs``); None: each is named after the tensor that computes it.
+    """
     input_shape = _instance_shape(walk.input_tensor)
     tensors = {id(walk.input_tensor): Tensor(walk.input_name, input_shape)}
     nodes: list[onnx.NodeProto] = []
@@ -134,7 +139,7 @@ def lower_model(walk: ModelWalk, lc_strategies: dict[str, str], ctx: LoweringCon
         layers.append(LoweredLayer(step.layer.name, step.type_name, strategy, len(lowered.nodes)))
     if problems:
         raise UnsupportedLayersError(problems, SUPPORTED_LAYER_TYPES)
-    outputs, extra = _graph_outputs(walk, tensors)
+    outputs, extra = _graph_outputs(walk, tensors, output_names)
     graph = helper.make_graph(
         nodes + extra, "main",
         [helper.make_tensor_value_info(walk.input_name, onnx.TensorProto.FLOAT, [BATCH_AXIS, *input_shape])],
@@ -145,23 +150,27 @@ def lower_model(walk: ModelWalk, lc_strategies: dict[str, str], ctx: LoweringCon
                         [t.name for t in outputs], layers)
 
 
-def _graph_outputs(walk: ModelWalk, tensors: dict[int, Tensor]) -> tuple[list[Tensor], list[onnx.NodeProto]]:
-    """Output tensors; an Identity node where an output is the input or repeats another output."""
+def _graph_outputs(walk: ModelWalk, tensors: dict[int, Tensor], names: list[str] | None,
+                   ) -> tuple[list[Tensor], list[onnx.NodeProto]]:
+    """Output tensors; an Identity node where an output must be renamed, is the input, or repeats
+    another output (a layer that lowers to nothing, e.g. Dropout, computes no tensor of its own)."""
     outputs: list[Tensor] = []
     extra: list[onnx.NodeProto] = []
     for i, keras_tensor in enumerate(walk.outputs):
         t = tensors[id(keras_tensor)]
-        if t.name == walk.input_name or t.name in {o.name for o in outputs}:
-            name = f"output_{i}"
-            extra.append(helper.make_node("Identity", [t.name], [name], name=name))
-            t = Tensor(name, t.shape)
+        wanted = names[i] if names else None
+        if wanted is None and (t.name == walk.input_name or t.name in {o.name for o in outputs}):
+            wanted = f"output_{i}"
+        if wanted is not None and wanted != t.name:
+            extra.append(helper.make_node("Identity", [t.name], [wanted], name=f"{wanted}/output"))
+            t = Tensor(wanted, t.shape)
         outputs.append(t)
     return outputs, extra
 
 
 def _make_model(graph: onnx.GraphProto, opset: int) -> onnx.ModelProto:
     opsets = [helper.make_opsetid("", opset)]
-    from export import __version__
+    from lc2d import __version__
 
     model = helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER,
                               producer_version=__version__)

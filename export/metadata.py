@@ -1,20 +1,22 @@
 """The ``metadata_props`` of an exported file: everything the server needs without Keras.
 
-The keys and their meaning are the contract in docs/model-format.md; values are strings, JSON
-where structured.
+The keys, their format and the builder are :mod:`service.model_format` (shared with the server
+and the test fixtures); this module describes a model in those terms and writes them into the
+ONNX proto.
 """
 
 from __future__ import annotations
 
-import json
-import platform
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from typing import Any
 
 import onnx
 
-FORMAT_VERSION = "1"
+from models.provenance import library_versions
+from service.model_format import build_metadata
+
+# Libraries whose versions an exported file records (``lc2d.versions``).
+EXPORT_LIBRARIES = ("lc2d-serve", "keras", "tensorflow", "onnx", "onnxruntime", "numpy")
 
 
 @dataclass
@@ -48,41 +50,19 @@ class ModelDescription:
     layers: list[LayerRecord]
     policy: str
     opset: int
+    precision: str
     extra: dict[str, str] = field(default_factory=dict)
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries involved in an export."""
-    versions = {"python": platform.python_version()}
-    for key, dist in (("lc2d", "lc2d-serve"), ("keras", "keras"), ("tensorflow", "tensorflow"),
-                      ("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("numpy", "numpy")):
-        try:
-            versions[key] = importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:
-            versions[key] = "unknown"
-    return versions
 
 
 def metadata_props(desc: ModelDescription, parity_error: float | None) -> dict[str, str]:
     """The ``lc2d.*`` key/value pairs for ``desc`` (``parity_error`` None means not checked)."""
-    props = {
-        "lc2d.format_version": FORMAT_VERSION,
-        "lc2d.model_name": desc.model_name,
-        "lc2d.input_name": desc.input_name,
-        "lc2d.input_shape": json.dumps(list(desc.input_shape)),
-        "lc2d.input_dtype": "float32",
-        "lc2d.data_format": desc.data_format,
-        "lc2d.output_names": json.dumps(desc.output_names),
-        "lc2d.layers": json.dumps([layer.to_json() for layer in desc.layers]),
-        "lc2d.versions": json.dumps(library_versions()),
-        "lc2d.parity_max_rel_error": "null" if parity_error is None else f"{parity_error:.3e}",
-        "lc2d.lowering_requested": desc.policy,
-        "lc2d.opset": str(desc.opset),
-        **desc.extra,
-    }
-    if desc.labels is not None:
-        props["lc2d.labels"] = json.dumps(desc.labels)
-    return props
+    return build_metadata(
+        model_name=desc.model_name, input_name=desc.input_name, input_shape=desc.input_shape,
+        output_names=desc.output_names, data_format=desc.data_format, labels=desc.labels,
+        layers=[layer.to_json() for layer in desc.layers], versions=library_versions(EXPORT_LIBRARIES),
+        parity_max_rel_error=parity_error, lowering_requested=desc.policy, opset=desc.opset,
+        precision=desc.precision,
+        extra=desc.extra)
 
 
 def write_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:

@@ -16,6 +16,7 @@ DEFAULT_OPSET = 20
 DEFAULT_DENSE_BUDGET_BYTES = 1 << 30  # 1 GiB of float32 dense kernel
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf cannot serialize a message of 2 GiB or more
 DEFAULT_PROVIDER = "CPUExecutionProvider"
+PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class ExportOptions:
             default tolerance of the strategies and the precision used.
         parity_batch_sizes: batch sizes of the parity check.
         auto_batches: batch sizes at which ``auto`` times each candidate.
+        outputs: names of layers whose outputs the file computes, in this order: the sub-model
+            ending at them is exported, each output named after its layer; empty: the model's
+            own outputs.
+        precision: ``fp32``, or ``fp16``: weights and compute in float16, with float32 inputs
+            and outputs (a Cast at each end); its parity tolerance is ``FP16_TOLERANCE``.
     """
 
     policy: str = "implementation"
@@ -47,10 +53,12 @@ class ExportOptions:
     tolerance: float | None = None
     parity_batch_sizes: tuple[int, ...] = (1, 5)
     auto_batches: tuple[int, ...] = (1, 64)
+    outputs: tuple[str, ...] = ()
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience and stored as tuples (the object is frozen).
-        for name in ("parity_batch_sizes", "auto_batches"):
+        for name in ("parity_batch_sizes", "auto_batches", "outputs"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self._check_values()
 
@@ -66,6 +74,11 @@ class ExportOptions:
             sizes = getattr(self, name)
             if not sizes or not all(isinstance(b, int) and b > 0 for b in sizes):
                 _invalid(name, sizes, "one or more positive integers")
+        names_ok = all(isinstance(o, str) and o for o in self.outputs)
+        if not names_ok or len(set(self.outputs)) < len(self.outputs):
+            _invalid("outputs", list(self.outputs), "distinct layer names")
+        if self.precision not in PRECISIONS:
+            _invalid("precision", self.precision, f"one of {list(PRECISIONS)}")
 
     def with_changes(self, **changes: Any) -> ExportOptions:
         """A copy with ``changes`` applied (checked like the original)."""

@@ -11,8 +11,14 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from lc2d import __version__
 from lc2d.errors import UsageError
+from lc2d.tensorflow_logs import VERBOSE_HELP
+
+# Verbs that import TensorFlow: quiet by default, --verbose shows its log lines.
+TENSORFLOW_VERBS = ("train", "import-legacy", "export")
 
 # verb -> module under lc2d.commands
 VERBS: dict[str, str] = {
@@ -36,13 +42,23 @@ def _available_verbs() -> dict[str, object]:
     return modules
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``lc2d VERB: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lc2d", description="Train, export and serve LocallyConnected2D models.")
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    parser.add_argument("--version", action="version", version=f"lc2d {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=OneLineParser)
     for verb, module in _available_verbs().items():
         verb_parser = sub.add_parser(verb, help=module.HELP, description=module.HELP)  # type: ignore[attr-defined]
         module.add_arguments(verb_parser)  # type: ignore[attr-defined]
+        if verb in TENSORFLOW_VERBS:
+            verb_parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
         verb_parser.set_defaults(_run=module.run)  # type: ignore[attr-defined]
     return parser
 

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from models.builders import BUILDERS
+from models.comparison import relative_error
 from models.labels import ClassLabels
 from models.locally_connected import LocallyConnected2D
 
@@ -48,7 +49,7 @@ class LegacyImportError(ValueError):
     """A legacy file that cannot be imported; the message says what was expected and received."""
 
 
-class UnsupportedLayersError(LegacyImportError):
+class UnsupportedLegacyLayersError(LegacyImportError):
     """Layers the importer cannot rebuild, all listed at once."""
 
     def __init__(self, layers: Sequence[tuple[str, str, str]]) -> None:
@@ -214,7 +215,7 @@ def _rebuild_all(specs: list[dict[str, Any]]) -> tuple[dict[str, keras.layers.La
         if dropped_keys:
             dropped[name] = dropped_keys
     if failures:
-        raise UnsupportedLayersError(failures)
+        raise UnsupportedLegacyLayersError(failures)
     return layers, dropped
 
 
@@ -280,7 +281,7 @@ def rebuild_model(model_config: dict[str, Any]) -> tuple[keras.Model, dict[str, 
     """A Keras 3 model from a tf_keras ``model_config``, and the config keys dropped per layer.
 
     Raises:
-        UnsupportedLayersError: listing every layer that cannot be rebuilt.
+        UnsupportedLegacyLayersError: listing every layer that cannot be rebuilt.
         LegacyImportError: the config is neither Sequential nor functional.
     """
     kind, config, specs = _layer_specs(model_config)
@@ -292,8 +293,23 @@ def rebuild_model(model_config: dict[str, Any]) -> tuple[keras.Model, dict[str, 
 # --- weights -------------------------------------------------------------------------------
 
 
-def copy_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
-    """Set every weighted layer of ``model`` from ``weights`` (layer name -> arrays), by name.
+def _weight_shapes(layer: keras.layers.Layer, implementation: int | None) -> list[tuple[int, ...]]:
+    """The layer's weight shapes; a LocallyConnected2D kernel as ``implementation`` stores it."""
+    shapes = [tuple(int(d) for d in w.shape) for w in layer.weights]
+    if implementation is not None and isinstance(layer, LocallyConnected2D) and layer.geometry is not None:
+        shapes[0] = layer.geometry.kernel_shape(implementation)  # the kernel is its first weight
+    return shapes
+
+
+def check_weight_shapes(model: keras.Model, weights: dict[str, list[np.ndarray]],
+                        implementation: int | None = None) -> None:
+    """Compare the file's weights with the model's, layer by layer, without copying anything.
+
+    Args:
+        model: the model the weights are meant for.
+        weights: layer name -> arrays, as read from the file.
+        implementation: compare LocallyConnected2D kernels as this implementation stores them
+            (the model may be built with a cheaper one); None: as the model stores them.
 
     Raises:
         LegacyImportError: listing every missing layer and every shape mismatch at once.
@@ -306,12 +322,10 @@ def copy_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> No
         if arrays is None:
             problems.append(f"layer {layer.name!r} has no weights in the file")
             continue
-        expected = [tuple(w.shape) for w in layer.weights]
+        expected = _weight_shapes(layer, implementation)
         received = [tuple(a.shape) for a in arrays]
         if expected != received:
             problems.append(f"layer {layer.name!r} expects weights {expected}, file has {received}")
-            continue
-        layer.set_weights(arrays)
     used = {layer.name for layer in model.layers}
     extra = sorted(n for n, arrays in weights.items() if arrays and n not in used)
     if extra:
@@ -321,13 +335,19 @@ def copy_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> No
                                 "Received: " + "; ".join(problems) + ".")
 
 
+def copy_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
+    """Set every weighted layer of ``model`` from ``weights`` (layer name -> arrays), by name.
+
+    Raises:
+        LegacyImportError: listing every missing layer and every shape mismatch at once.
+    """
+    check_weight_shapes(model, weights)
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights(weights[layer.name])
+
+
 # --- checking against tf_keras -------------------------------------------------------------
-
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """``max |actual - expected| / max |expected|`` (the scale of the whole output)."""
-    scale = float(np.max(np.abs(expected))) or 1.0
-    return float(np.max(np.abs(actual.astype("float64") - expected.astype("float64"))) / scale)
 
 
 def tf_keras_mirror(model: keras.Model) -> Any:
@@ -401,6 +421,22 @@ def _model_from_builder(architecture: str, builder_kwargs: dict[str, Any]) -> ke
         raise LegacyImportError(f"Cannot build {architecture!r} with {builder_kwargs}: {err}") from err
 
 
+def _model_for_weights(architecture: str, builder_kwargs: dict[str, Any],
+                       weights: dict[str, list[np.ndarray]]) -> keras.Model:
+    """The builder's model, its weight shapes compared with the file's before anything large exists.
+
+    Implementation 2 allocates a dense kernel per LocallyConnected2D (5.38 GiB for
+    seed_example's second layer), so a file that does not fit would run out of memory before
+    the shapes were compared: the shapes are first checked on the model built with
+    implementation 1 (connected weights only), converted to implementation 2's layout.
+    """
+    if builder_kwargs.get("implementation") == 2:
+        probe = _model_from_builder(architecture, {**builder_kwargs, "implementation": 1})
+        check_weight_shapes(probe, weights, implementation=2)
+        del probe
+    return _model_from_builder(architecture, builder_kwargs)
+
+
 def _verify(model: keras.Model, path: Path, weights_only: bool, report: ImportReport,
             tolerance: float) -> None:
     try:
@@ -438,7 +474,7 @@ def import_legacy(path: str | Path, architecture: str | None = None,
         The Keras 3 model with every weight copied, and an :class:`ImportReport`.
 
     Raises:
-        UnsupportedLayersError: every layer without a Keras 3 equivalent, listed at once.
+        UnsupportedLegacyLayersError: every layer without a Keras 3 equivalent, listed at once.
         LegacyImportError: unreadable file, weight mismatch, or outputs differing from tf_keras.
     """
     path = Path(path)
@@ -447,7 +483,7 @@ def import_legacy(path: str | Path, architecture: str | None = None,
     dropped: dict[str, list[str]] = {}
     if architecture is not None:
         kwargs = {"implementation": stored_implementation(legacy), **(builder_kwargs or {})}
-        model = _model_from_builder(architecture, kwargs)
+        model = _model_for_weights(architecture, kwargs, legacy.weights)
     elif weights_only:
         raise LegacyImportError(f"{str(path)!r} holds weights only. Expected an architecture "
                                 f"(one of {sorted(BUILDERS)}) to build the model around them.")

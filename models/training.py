@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -13,6 +11,7 @@ import numpy as np
 
 from models.builders import digits_classifier
 from models.datasets import Dataset
+from models.provenance import library_versions
 
 # Defaults measured to reach >= 0.95 test accuracy on digits well within 2 minutes on 2 CPU cores
 # for every implementation (docs/training.md has the numbers).
@@ -49,17 +48,6 @@ class TrainingReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries a trained model depends on (and Python's)."""
-    versions = {"python": platform.python_version()}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
 
 
 def _jit_compile() -> bool | str:
@@ -127,6 +115,6 @@ def train(dataset: Dataset, implementation: int = 1, epochs: int = DEFAULT_EPOCH
         test_accuracy=accuracy(model, dataset.test.x, dataset.test.y),
         wall_time_s=0.0,
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},
-        versions=library_versions())
+        versions=library_versions(VERSIONED_PACKAGES))
     report.wall_time_s = round(time.perf_counter() - started, 3)
     return model, report

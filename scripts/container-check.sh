@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # `make container-check`: build the Dockerfile for real and prove the image serves.
 #
-# No Docker engine is needed: ../shared/tools/container-smoke.sh builds the Dockerfile with
-# buildah (chroot isolation) on a stand-in for python:3.11-slim, runs the image's own CMD and
-# waits for GET /v2/health/ready. While the container is up this script sends real predictions
-# (four handwritten digits from scikit-learn's digits set, 8x8x1, scaled by 1/16 as in training)
-# and checks the answers. Then it checks what the image promises (non-root user, port, healthcheck,
-# no TensorFlow, no compiler) and prints its size.
+# No Docker engine is needed, and nothing outside this repository: the image is built with
+# buildah (`buildah bud --isolation chroot`, no daemon) and its own CMD run with `buildah run`
+# on this machine's network. buildah is installed with apt-get when missing (as root). The base
+# image python:3.11-slim is pulled; where no registry answers, a stand-in with the same Python
+# (Debian bookworm's 3.11, made with debootstrap, once per machine) is committed under its name.
+# While the container is up this script sends real predictions (four handwritten digits from
+# scikit-learn's digits set, 8x8x1, scaled by 1/16 as in training) and checks the answers. Then
+# it checks what the image promises (non-root user, port, healthcheck, no TensorFlow, no
+# compiler) and prints its size.
 #
 # usage: scripts/container-check.sh                  # the whole check (from anywhere)
 #        scripts/container-check.sh --predict URL    # only the prediction check, against URL
+# environment: WAIT_S (seconds to wait for readiness, default 180), SIZE_LIMIT_MB (500)
 set -euo pipefail
 
-IMAGE=localhost/lc2d-smoke:latest
+IMAGE=localhost/lc2d-serve-check:latest
+BASE_IMAGE=docker.io/library/python:3.11-slim
 PORT=8000
 SIZE_LIMIT_MB=${SIZE_LIMIT_MB:-500}
+WAIT_S=${WAIT_S:-180}
+LOG=${TMPDIR:-/tmp}/lc2d-container-check.log
 
 predict() {
   local url=$1 answer
@@ -124,50 +131,101 @@ if mb >= float(sys.argv[2]):
 EOF
 }
 
-# Runs the smoke tool in a session of its own and, however it ends, stops every process of that
-# session: the tool's own clean-up stops `buildah run`'s parent shell but leaves the container's
-# server running (and holding the port).
-run_smoke() {
-  local smoke=$1 group_file rc=0
-  group_file=$(mktemp)
-  trap 'stop_group "$group_file"' EXIT
-  setsid --wait bash -c 'echo $$ > "$0"; exec bash "$@"' "$group_file" "$smoke" \
-      --port "$PORT" --probe /v2/health/ready \
-      --then "bash scripts/container-check.sh --predict http://127.0.0.1:$PORT" || rc=$?
-  stop_group "$group_file"
-  trap - EXIT
-  return "$rc"
+say() { echo "container-check: $*"; }
+fail() { echo "container-check: $*" >&2; exit 2; }
+
+ensure_buildah() {
+  command -v buildah >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+    || fail "expected buildah on PATH (or root with apt-get to install it), received neither"
+  say "installing buildah with apt-get"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null
 }
 
-stop_group() {
-  local group
-  group=$(cat "$1" 2>/dev/null || true)
-  rm -f "$1"
-  [ -n "$group" ] || return 0
-  kill -TERM -- "-$group" 2>/dev/null || return 0
-  for _ in $(seq 20); do kill -0 -- "-$group" 2>/dev/null || return 0; sleep 0.5; done
+# The base image: pulled, or a stand-in with the same Python committed under the same name.
+ensure_base() {
+  buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1 && return 0
+  say "pulling $BASE_IMAGE"
+  buildah pull -q "$BASE_IMAGE" >/dev/null 2>&1 && return 0
+  say "no registry answered; making a stand-in for $BASE_IMAGE (Debian bookworm, Python 3.11;" \
+      "a few minutes, once per machine)"
+  command -v debootstrap >/dev/null 2>&1 \
+    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null \
+    || fail "expected debootstrap to make the stand-in base image, received no way to install it"
+  local root ctr archive
+  root=$(mktemp -d)
+  archive=$(mktemp --suffix=.tar)
+  debootstrap --variant=minbase \
+      --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates,curl,passwd,adduser \
+      bookworm "$root" http://deb.debian.org/debian >"$LOG" 2>&1 \
+    || fail "debootstrap failed; its log is $LOG"
+  rm -f "$root"/usr/lib/python3*/EXTERNALLY-MANAGED  # python:3.11-slim lets pip install system-wide
+  ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
+  ctr=$(buildah from scratch)
+  tar -C "$root" -cf "$archive" . && rm -rf "$root"
+  buildah add "$ctr" "$archive" / >/dev/null  # a local tar archive is unpacked at /
+  rm -f "$archive"
+  # the build installs from the same package index as this machine, through its trusted CAs
+  buildah copy "$ctr" "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" \
+      /etc/ssl/certs/ca-certificates.crt >/dev/null
+  buildah config --env LANG=C.UTF-8 --env PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+      --env PATH=/usr/local/bin:/usr/bin:/bin --cmd python3 "$ctr"
+  buildah commit -q "$ctr" "$BASE_IMAGE" >/dev/null
+  buildah rm "$ctr" >/dev/null
+}
+
+build_image() {
+  say "building the Dockerfile (buildah bud --isolation chroot; TensorFlow and the digits model" \
+      "are built in the builder stage: several minutes the first time)"
+  # the docker image format keeps HEALTHCHECK (buildah drops it in the default OCI format)
+  buildah bud --isolation chroot --format docker --pull=never --layers -t "$IMAGE" . >"$LOG" 2>&1 \
+    || { tail -n 30 "$LOG" >&2; fail "the image did not build; the full log is $LOG"; }
+}
+
+# Runs the image's own user and command in a process group of its own, waits for readiness,
+# runs the prediction check, and stops the whole group (buildah run and the server inside).
+run_image() {
+  local user command ctr group rc=0
+  read -r user command < <(buildah inspect --type image "$IMAGE" | python3 -c '
+import json, shlex, sys
+config = json.load(sys.stdin)["OCIv1"]["config"]
+print(config.get("User") or "root", shlex.join((config.get("Entrypoint") or []) + (config.get("Cmd") or [])))')
+  ctr=$(buildah from "$IMAGE")
+  say "running as $user: $command"
+  setsid bash -c "exec buildah run --isolation chroot --user $user $ctr -- $command" >"$LOG" 2>&1 &
+  group=$!
+  for _ in $(seq "$WAIT_S"); do
+    if curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$PORT/v2/health/ready"; then
+      say "GET /v2/health/ready answered 200"
+      predict "http://127.0.0.1:$PORT" || rc=$?
+      break
+    fi
+    kill -0 "$group" 2>/dev/null || { rc=1; break; }
+    sleep 1
+  done
+  kill -TERM -- "-$group" 2>/dev/null || true
+  for _ in $(seq 20); do kill -0 -- "-$group" 2>/dev/null || break; sleep 0.5; done
   kill -KILL -- "-$group" 2>/dev/null || true
+  buildah rm "$ctr" >/dev/null 2>&1 || true
+  if [ "$rc" != 0 ]; then
+    tail -n 30 "$LOG" >&2
+    fail "the container did not serve correctly within ${WAIT_S} s; its log is $LOG"
+  fi
 }
 
 main() {
   cd "$(dirname "${BASH_SOURCE[0]}")/.."
-  local smoke=${CONTAINER_SMOKE:-../shared/tools/container-smoke.sh}
-  if [ ! -f "$smoke" ]; then
-    echo "container-check: expected the build-and-run tool at $smoke (from the project root);" \
-         "received no such file. Set CONTAINER_SMOKE=/path/to/container-smoke.sh." >&2
-    exit 2
-  fi
   if curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$PORT/"; then
-    echo "container-check: expected port $PORT to be free for the container; something already" \
-         "answers there (stop it first, e.g. a local 'make serve')." >&2
-    exit 2
+    fail "expected port $PORT to be free for the container; something already answers there" \
+         "(stop it first, e.g. a local 'make serve')"
   fi
-  # the docker image format keeps HEALTHCHECK (buildah drops it in the default OCI format)
-  export BUILDAH_FORMAT=docker
-  run_smoke "$smoke"
+  ensure_buildah
+  ensure_base
+  build_image
+  run_image
   check_image
   print_size
-  echo "container-check: OK"
+  say "OK"
 }
 
 if [ "${1:-}" = "--predict" ]; then

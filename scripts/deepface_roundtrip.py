@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from models.comparison import relative_error  # noqa: E402
+
 TOLERANCE = 1e-5
 
 
@@ -64,10 +66,6 @@ def he_randomize(model, rng: np.random.Generator) -> None:  # type: ignore[no-un
         new = [rng.standard_normal(kernel.shape, dtype=np.float32) * np.float32(np.sqrt(2 / fan_in))]
         new += [rng.uniform(0.0, 0.2, w.shape).astype("float32") for w in weights[1:]]
         layer.set_weights(new)
-
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.abs(actual - expected).max() / np.abs(expected).max())
 
 
 def features(model, x: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]

@@ -67,7 +67,7 @@ def median_ms(session: Any, feed: dict[str, np.ndarray], runs: int = 15) -> floa
 def serve_and_check(model: Path, device: str, cpu: Any, rng: np.random.Generator) -> dict[str, Any]:
     port = free_port()
     command = [sys.executable, "-m", "lc2d", "serve", "--model", str(model), "--device", device,
-               "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
+               "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--log-level", "info"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     base = f"http://127.0.0.1:{port}"

@@ -1,16 +1,19 @@
-"""The accuracy change of the opt-in int8 export, on a trained model and on the benchmark models.
+"""The accuracy change of a reduced-precision export (``--variant int8``: the opt-in int8
+strategy; ``--variant fp16``: ``--precision fp16``), on a trained model and on the benchmark models.
 
 * **digits** (trained here, scikit-learn's 8×8 digits, the seed): test-split accuracy of the
-  Keras model, of its float export (``auto``) and of its int8 export, and how many test answers
-  change their top class.
+  Keras model, of its float export (``auto``) and of its reduced export, and how many test
+  answers change their top class.
 * **reference example** and **DeepFace** up to its F7 features (random weights, as in
-  ``lc2d bench``): the normwise error ``max |int8 - keras| / max |keras|`` on random inputs.
+  ``lc2d bench``): the normwise error ``max |reduced - keras| / max |keras|``
+  (``models.comparison.relative_error``) on random inputs.
 
 Every model is run by ONNX Runtime on the CPU; the numbers go to stdout as a Markdown table and
 to a JSON file.
 
 Usage:
-    .venv/bin/python scripts/int8_accuracy.py [--out docs/perf/int8_accuracy.json] [--no-deepface]
+    .venv/bin/python scripts/int8_accuracy.py [--variant int8|fp16] [--out docs/perf/VARIANT_accuracy.json]
+                                              [--no-deepface]
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from models.comparison import relative_error  # noqa: E402
+
 
 def run(path: Path, x: np.ndarray, batch: int = 64) -> np.ndarray:
     import onnxruntime as ort
@@ -38,15 +43,23 @@ def run(path: Path, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate([session.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
 
 
-def exported(model: Any, folder: Path, lowering: str) -> Path:
-    from export import ExportOptions, to_onnx
+def variant_options(variant: str) -> Any:
+    """The export options of ``variant``: ``float`` (fp32, auto), ``int8`` or ``fp16`` (auto)."""
+    from export import ExportOptions
 
-    path = folder / f"{model.name}_{lowering}.onnx"
-    to_onnx(model, path, ExportOptions(policy=lowering))  # parity-checked: 1e-4 float, 5 % int8
+    return {"float": ExportOptions(policy="auto"), "int8": ExportOptions(policy="int8"),
+            "fp16": ExportOptions(policy="auto", precision="fp16")}[variant]
+
+
+def exported(model: Any, folder: Path, variant: str) -> Path:
+    from export import to_onnx
+
+    path = folder / f"{model.name}_{variant}.onnx"
+    to_onnx(model, path, variant_options(variant))  # parity-checked: 1e-4 float, 1e-2 fp16, 5 % int8
     return path
 
 
-def digits(folder: Path) -> dict[str, Any]:
+def digits(folder: Path, variant: str) -> dict[str, Any]:
     from models.datasets import load_digits
     from models.training import train
 
@@ -54,24 +67,20 @@ def digits(folder: Path) -> dict[str, Any]:
     model, _ = train(dataset, verbose=0)
     x, y = dataset.test.x, dataset.test.y
     keras_scores = np.asarray(model.predict(x, verbose=0))
-    float_scores = run(exported(model, folder, "auto"), x)
-    int8_scores = run(exported(model, folder, "int8"), x)
+    float_scores = run(exported(model, folder, "float"), x)
+    reduced_scores = run(exported(model, folder, variant), x)
     top = {name: np.argmax(s, axis=1) for name, s in
-           (("keras", keras_scores), ("float", float_scores), ("int8", int8_scores))}
+           (("keras", keras_scores), ("float", float_scores), (variant, reduced_scores))}
     return {"model": "digits (trained)", "test_examples": int(len(y)),
             "accuracy_keras": float(np.mean(top["keras"] == y)),
             "accuracy_float_onnx": float(np.mean(top["float"] == y)),
-            "accuracy_int8_onnx": float(np.mean(top["int8"] == y)),
-            "top1_changed_by_int8": int(np.sum(top["int8"] != top["float"])),
-            "int8_normwise_error": normwise(int8_scores, keras_scores)}
+            f"accuracy_{variant}_onnx": float(np.mean(top[variant] == y)),
+            f"top1_changed_by_{variant}": int(np.sum(top[variant] != top["float"])),
+            f"{variant}_normwise_error": relative_error(reduced_scores, keras_scores)}
 
 
-def normwise(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
-
-
-def random_model(name: str, folder: Path, examples: int) -> dict[str, Any]:
-    """Normwise error of int8 against Keras; DeepFace up to F7, its 4096 features (with random
+def random_model(name: str, folder: Path, examples: int, variant: str) -> dict[str, Any]:
+    """Normwise error of the variant against Keras; DeepFace up to F7, its 4096 features (with random
     weights its 8,631-way softmax is nearly uniform, where any error looks negligible)."""
     import keras
 
@@ -85,39 +94,41 @@ def random_model(name: str, folder: Path, examples: int) -> dict[str, Any]:
         model = keras.Model(full.inputs, full.get_layer("F7").output, name="deepface_f7")
     x = np.random.default_rng(1).normal(size=(examples, *model.input_shape[1:])).astype(np.float32)
     expected = np.asarray(model.predict(x, verbose=0, batch_size=16))
-    actual = run(exported(model, folder, "int8"), x, batch=16)
+    actual = run(exported(model, folder, variant), x, batch=16)
     return {"model": f"{name} (random weights, output {'F7' if name == 'DeepFace' else 'as built'})",
-            "test_examples": examples, "int8_normwise_error": normwise(actual, expected)}
+            "test_examples": examples, f"{variant}_normwise_error": relative_error(actual, expected)}
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | examples | accuracy Keras / float ONNX / int8 ONNX | top-1 changed by int8 | "
-             "int8 normwise error |", "|---|---:|---|---|---:|"]
+def markdown(rows: list[dict[str, Any]], variant: str) -> str:
+    lines = [f"| model | examples | accuracy Keras / float ONNX / {variant} ONNX | "
+             f"top-1 changed by {variant} | {variant} normwise error |", "|---|---:|---|---|---:|"]
     for r in rows:
         if "accuracy_keras" in r:
-            keys = ("accuracy_keras", "accuracy_float_onnx", "accuracy_int8_onnx")
+            keys = ("accuracy_keras", "accuracy_float_onnx", f"accuracy_{variant}_onnx")
             acc = " / ".join(f"{r[k]:.2%}" for k in keys)
-            top = f"{r['top1_changed_by_int8']} of {r['test_examples']} changed"
+            top = f"{r[f'top1_changed_by_{variant}']} of {r['test_examples']} changed"
         else:
             acc, top = "—", "—"
-        error = f"{r['int8_normwise_error']:.2%}"
+        error = f"{r[f'{variant}_normwise_error']:.3%}"
         lines.append(f"| {r['model']} | {r['test_examples']} | {acc} | {top} | {error} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/perf/int8_accuracy.json"))
+    parser.add_argument("--variant", choices=("int8", "fp16"), default="int8")
+    parser.add_argument("--out", type=Path, default=None, help="default: docs/perf/VARIANT_accuracy.json")
     parser.add_argument("--no-deepface", action="store_true", help="skip DeepFace (about a minute)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="lc2d-int8-") as folder:
+    out = args.out or Path(f"docs/perf/{args.variant}_accuracy.json")
+    with tempfile.TemporaryDirectory(prefix=f"lc2d-{args.variant}-") as folder:
         work = Path(folder)
-        rows = [digits(work), random_model("reference example", work, 64)]
+        rows = [digits(work, args.variant), random_model("reference example", work, 64, args.variant)]
         if not args.no_deepface:
-            rows.append(random_model("DeepFace", work, 16))
-    print(markdown(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2) + "\n")
+            rows.append(random_model("DeepFace", work, 16, args.variant))
+    print(markdown(rows, args.variant))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 

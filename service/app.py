@@ -8,58 +8,78 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lc2d import __version__
 from service.api.fastpath import FastPathDispatch
 from service.api.routes import ROUTES
 from service.api.routing import build_router, install_error_handlers
-from service.dataplane import SERVER_VERSION, DataPlane, ServedModel, load_served_models
+from service.dataplane import DataPlane
+from service.grpc.server import GrpcServer
 from service.metrics import ServiceMetrics
-from service.repository import ModelSource, discover_repository, sources_from_files
+from service.registry import ModelRegistry
+from service.repository import ModelCatalog
 from service.settings import ServeSettings
 
 logger = logging.getLogger("lc2d.service")
 
 
-def model_sources(settings: ServeSettings) -> list[ModelSource]:
-    """Every model version the settings name: ``--model`` files first, then the repository."""
-    sources = sources_from_files(list(settings.model))
-    if settings.model_repository is not None:
-        sources += discover_repository(settings.model_repository)
-    return sources
+def create_registry(settings: ServeSettings, metrics: ServiceMetrics) -> ModelRegistry:
+    """The model registry of the settings' ``--model`` files and repository (nothing loaded yet)."""
+    catalog = ModelCatalog(files=tuple(settings.model), repository=settings.model_repository)
+    return ModelRegistry(catalog, settings, metrics, mode=settings.model_control_mode,
+                         poll_secs=settings.repository_poll_secs)
 
 
-def create_app(settings: ServeSettings, served: Sequence[ServedModel] | None = None) -> FastAPI:
+def create_app(settings: ServeSettings, *, load_models: bool = True, serve_grpc: bool = False) -> FastAPI:
     """Builds the service.
 
     Args:
         settings: server settings.
-        served: already loaded models; loaded from ``settings`` when omitted.
+        load_models: load and warm up the models now; False builds the app without any (to
+            read its routes and OpenAPI schema).
+        serve_grpc: also serve gRPC on ``settings.grpc_port`` (unless 0) from the lifespan, in
+            the same event loop; ``lc2d serve`` asks for it, in-process test apps do not.
 
     Returns:
-        The FastAPI app; its lifespan starts the batchers and, on shutdown, drains them.
+        The FastAPI app; its lifespan makes the models ready, starts the gRPC server (and polls
+        the repository in poll mode, rescans it on SIGHUP) and, on shutdown, drains them: gRPC
+        refuses new calls while the calls in flight and the queued requests finish.
 
     Raises:
         ModelLoadError, ProviderUnavailableError: a ``--model`` file failed to load.
     """
-    if served is None:
-        served = load_served_models(model_sources(settings), settings)
     metrics = ServiceMetrics()
-    plane = DataPlane(served, settings, metrics)
+    registry = create_registry(settings, metrics)
+    if load_models:
+        registry.load_all()
+    plane = DataPlane(registry, settings, metrics)
+
+    grpc_server = GrpcServer(plane, settings.host, settings.grpc_port) \
+        if serve_grpc and settings.grpc_port else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await plane.start()
-        yield
-        await plane.stop()
+        if grpc_server is not None:
+            await grpc_server.start()
+        with _rescan_on_sighup(registry):
+            yield
+        if grpc_server is None:
+            await plane.stop()
+            return
+        # both at once: calls in flight wait on the batchers that plane.stop() finishes
+        await asyncio.gather(grpc_server.stop(settings.drain_timeout_s), plane.stop())
 
-    app = FastAPI(title="lc2d-serve", version=SERVER_VERSION, lifespan=lifespan,
+    app = FastAPI(title="lc2d-serve", version=__version__, lifespan=lifespan,
                   description="LocallyConnected2D models exported to ONNX, served by ONNX Runtime "
                               "with dynamic batching. Speaks TensorFlow Serving's REST predict "
                               "format and the Open Inference Protocol (KServe v2).")
@@ -70,6 +90,21 @@ def create_app(settings: ServeSettings, served: Sequence[ServedModel] | None = N
     app.add_middleware(FastPathDispatch, plane=plane, routes=ROUTES)  # innermost: skips the router
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+@contextmanager
+def _rescan_on_sighup(registry: ModelRegistry) -> Iterator[None]:
+    """SIGHUP rereads the repository at once; only where the loop may own signals (main thread)."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, registry.request_rescan)
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError):  # not the main thread; no SIGHUP
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 class MetricsMiddleware:

@@ -3,7 +3,8 @@
 An :class:`InputContract` is built from the ``lc2d.*`` metadata that ``lc2d export`` writes into
 the ONNX file (see ``docs/model-format.md``), falling back to the graph signature for any other
 ONNX file. ``validate_batch`` and ``validate_instances`` turn client data into the float32 array
-ONNX Runtime needs, or raise a typed :class:`~service.errors.InvalidInputError` (HTTP 422) that
+ONNX Runtime needs, checked against the serving :class:`InputLimits` of the model's configuration
+(the file itself has none), or raise a typed :class:`~service.errors.InvalidInputError` (HTTP 422) that
 says what was expected and what was received.
 
 Example:
@@ -14,9 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,14 +31,33 @@ from service.errors import (
     ShapeMismatchError,
     format_shape,
 )
+from service.model_format import Key, MetadataFormatError, read_json
 
-METADATA_PREFIX = "lc2d."
 SUPPORTED_INPUT_DTYPES = ("float32",)
 # ONNX Runtime type strings of graph inputs -> NumPy dtype names.
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
 
 Shape = tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Serving limits a request is checked against besides the contract.
+
+    They belong to the model's configuration (``service.model_config.ModelConfig.limits``), not
+    to the file; batch scoring passes its own.
+
+    Attributes:
+        max_batch_size: most instances accepted in one call; ``None`` for no limit.
+        allow_non_finite: accept NaN and infinities (refused by default).
+    """
+
+    max_batch_size: int | None = None
+    allow_non_finite: bool = False
+
+
+NO_LIMITS = InputLimits()
 
 
 @dataclass(frozen=True)
@@ -69,8 +89,6 @@ class InputContract:
         outputs: shape and dtype of each output, from the graph signature.
         labels: class names (``lc2d.labels``) or ``None``.
         model_name: ``lc2d.model_name`` or ``None``.
-        max_batch_size: most instances accepted in one call; ``None`` for no limit.
-        allow_non_finite: accept NaN and infinities (refused by default).
         metadata: every metadata property of the file, raw strings.
     """
 
@@ -82,8 +100,6 @@ class InputContract:
     outputs: tuple[TensorSpec, ...] = ()
     labels: tuple[str, ...] | None = None
     model_name: str | None = None
-    max_batch_size: int | None = None
-    allow_non_finite: bool = False
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     # --- construction -------------------------------------------------------------------------
@@ -110,23 +126,22 @@ class InputContract:
                 f"expected a model with exactly one graph input, received {len(inputs)}: "
                 f"{[spec.name for spec in inputs]}")
         graph_input = inputs[0]
-        name = metadata.get("lc2d.input_name", graph_input.name)
+        name = metadata.get(Key.INPUT_NAME, graph_input.name)
         if name != graph_input.name:
-            raise ModelLoadError(f"metadata lc2d.input_name is {name!r} but the graph input is "
+            raise ModelLoadError(f"metadata {Key.INPUT_NAME} is {name!r} but the graph input is "
                                  f"{graph_input.name!r}")
         shape = _metadata_shape(metadata, graph_input.instance_shape)
-        output_names = tuple(_metadata_json(metadata, "lc2d.output_names",
-                                            [spec.name for spec in outputs]))
-        labels = _metadata_json(metadata, "lc2d.labels", None)
+        output_names = tuple(_metadata_json(metadata, Key.OUTPUT_NAMES, [spec.name for spec in outputs]))
+        labels = _metadata_json(metadata, Key.LABELS, None)
         return cls(
             input_name=name,
             instance_shape=shape,
-            dtype=metadata.get("lc2d.input_dtype", graph_input.dtype),
-            data_format=metadata.get("lc2d.data_format"),
+            dtype=metadata.get(Key.INPUT_DTYPE, graph_input.dtype),
+            data_format=metadata.get(Key.DATA_FORMAT),
             output_names=output_names,
             outputs=tuple(outputs),
             labels=tuple(str(label) for label in labels) if labels else None,
-            model_name=metadata.get("lc2d.model_name"),
+            model_name=metadata.get(Key.MODEL_NAME),
             metadata=dict(metadata),
         )
 
@@ -145,13 +160,19 @@ class InputContract:
         outputs = [_spec_from_node_arg(arg) for arg in session.get_outputs()]
         return cls.from_onnx(metadata, inputs, outputs)
 
-    def with_limits(self, *, max_batch_size: int | None = None,
-                    allow_non_finite: bool | None = None) -> InputContract:
-        """Returns a copy with serving limits applied (the file itself has none)."""
-        return replace(
-            self,
-            max_batch_size=self.max_batch_size if max_batch_size is None else max_batch_size,
-            allow_non_finite=self.allow_non_finite if allow_non_finite is None else allow_non_finite)
+    @classmethod
+    def from_file(cls, path: str | Path) -> InputContract:
+        """Builds the contract of an ``.onnx`` file without opening a session (or importing onnx).
+
+        Raises:
+            ModelLoadError: the file is missing, is not an ONNX model, or breaks the rules above.
+        """
+        from service.onnx_file import read_signature
+
+        signature = read_signature(path)
+        inputs = [TensorSpec(v.name, v.shape[1:], v.dtype) for v in signature.inputs]
+        outputs = [TensorSpec(v.name, v.shape[1:], v.dtype) for v in signature.outputs]
+        return cls.from_onnx(signature.metadata, inputs, outputs)
 
     # --- validation ---------------------------------------------------------------------------
 
@@ -160,11 +181,12 @@ class InputContract:
         """The full input shape with ``None`` for the batch axis."""
         return (None, *self.instance_shape)
 
-    def validate_batch(self, array: Any) -> np.ndarray:
+    def validate_batch(self, array: Any, limits: InputLimits = NO_LIMITS) -> np.ndarray:
         """Checks a whole batch (batch axis first) and returns it as contiguous float32.
 
         Args:
             array: a NumPy array or nested lists, shaped ``[batch, *instance_shape]``.
+            limits: the serving limits (batch size, NaN/Inf policy).
 
         Returns:
             A C-contiguous float32 array of the same values.
@@ -182,15 +204,16 @@ class InputContract:
                 f"the batch has shape {format_shape(batch.shape)}, expected "
                 f"{format_shape(self.batch_shape)} (batch axis first)",
                 expected=_json_shape(self.batch_shape), received=list(batch.shape))
-        self._check_batch_size(batch.shape[0])
-        self._check_finite(batch)
+        _check_batch_size(batch.shape[0], limits)
+        _check_finite(batch, limits)
         return np.ascontiguousarray(batch)
 
-    def validate_instances(self, instances: Sequence[Any]) -> np.ndarray:
+    def validate_instances(self, instances: Sequence[Any], limits: InputLimits = NO_LIMITS) -> np.ndarray:
         """Checks a list of instances (no batch axis each) and stacks them into one batch.
 
         Args:
             instances: one entry per instance, each nested lists or an array.
+            limits: the serving limits (batch size, NaN/Inf policy).
 
         Returns:
             A float32 array ``[len(instances), *instance_shape]``.
@@ -201,14 +224,17 @@ class InputContract:
             DtypeError, EmptyBatchError, BatchTooLargeError, NonFiniteInputError: as
                 :meth:`validate_batch`.
         """
+        if isinstance(instances, np.ndarray) and instances.ndim > 0:  # decoded whole (bodies.parse_json)
+            self._check_batch_size(len(instances))
+            return self.validate_batch(instances)
         if not isinstance(instances, Sequence) or isinstance(instances, str | bytes):
             raise ShapeMismatchError(
                 f"expected a list of instances, received {type(instances).__name__}",
                 expected="list", received=type(instances).__name__)
-        self._check_batch_size(len(instances))
+        _check_batch_size(len(instances), limits)
         rows = [self._validate_instance(index, instance) for index, instance in enumerate(instances)]
         batch = np.stack(rows)
-        self._check_finite(batch)
+        _check_finite(batch, limits)
         return batch
 
     def _validate_instance(self, index: int, instance: Any) -> np.ndarray:
@@ -221,37 +247,40 @@ class InputContract:
                 instance=index, expected=_json_shape(self.instance_shape), received=list(row.shape))
         return row
 
-    def _check_batch_size(self, size: int) -> None:
-        if size == 0:
-            raise EmptyBatchError("expected at least one instance, received 0",
-                                  expected=">= 1", received=0)
-        if self.max_batch_size is not None and size > self.max_batch_size:
-            raise BatchTooLargeError(
-                f"expected at most {self.max_batch_size} instances per request, received {size}",
-                expected=self.max_batch_size, received=size)
-
-    def _check_finite(self, batch: np.ndarray) -> None:
-        if self.allow_non_finite:
-            return
-        finite = np.isfinite(batch)
-        if finite.all():
-            return
-        bad = np.argwhere(~finite)
-        first = bad[0]
-        raise NonFiniteInputError(
-            f"expected finite values, received {len(bad)} NaN/Inf value(s); the first is in "
-            f"instance {int(first[0])} at index {[int(i) for i in first[1:]]}",
-            instance=int(first[0]), count=int(len(bad)))
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _check_batch_size(size: int, limits: InputLimits) -> None:
+    if size == 0:
+        raise EmptyBatchError("expected at least one instance, received 0",
+                              expected=">= 1", received=0)
+    if limits.max_batch_size is not None and size > limits.max_batch_size:
+        raise BatchTooLargeError(
+            f"expected at most {limits.max_batch_size} instances per request, received {size}",
+            expected=limits.max_batch_size, received=size)
+
+
+def _check_finite(batch: np.ndarray, limits: InputLimits) -> None:
+    if limits.allow_non_finite:
+        return
+    finite = np.isfinite(batch)
+    if finite.all():
+        return
+    bad = np.argwhere(~finite)
+    first = bad[0]
+    raise NonFiniteInputError(
+        f"expected finite values, received {len(bad)} NaN/Inf value(s); the first is in "
+        f"instance {int(first[0])} at index {[int(i) for i in first[1:]]}",
+        instance=int(first[0]), count=int(len(bad)))
 
 
 def _to_float32(data: Any, *, where: str) -> np.ndarray:
     """Converts numbers (floats or integers) to float32; refuses everything else."""
     try:
         array = data if isinstance(data, np.ndarray) else np.asarray(data)
-    except (ValueError, TypeError) as err:  # ragged nested lists
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:  # ragged or too deep lists
         raise ShapeMismatchError(f"{where} is not a rectangular array of numbers: {err}",
                                  expected="a rectangular array of numbers", received="ragged lists"
                                  ) from err
@@ -274,23 +303,21 @@ def _json_shape(shape: Shape) -> list[int | None]:
 
 
 def _metadata_json(metadata: Mapping[str, str], key: str, default: Any) -> Any:
-    if key not in metadata:
-        return default
     try:
-        return json.loads(metadata[key])
-    except json.JSONDecodeError as err:
-        raise ModelLoadError(f"metadata {key} is not valid JSON: {metadata[key]!r}") from err
+        return read_json(metadata, key, default)
+    except MetadataFormatError as err:
+        raise ModelLoadError(str(err)) from err
 
 
 def _metadata_shape(metadata: Mapping[str, str], graph_shape: Shape) -> Shape:
-    shape = _metadata_json(metadata, "lc2d.input_shape", None)
+    shape = _metadata_json(metadata, Key.INPUT_SHAPE, None)
     if shape is None:
         return graph_shape
     if not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise ModelLoadError(f"metadata lc2d.input_shape must be a list of positive integers, "
-                             f"received {metadata['lc2d.input_shape']!r}")
+        raise ModelLoadError(f"metadata {Key.INPUT_SHAPE} must be a list of positive integers, "
+                             f"received {metadata[Key.INPUT_SHAPE]!r}")
     if not _matches(shape, graph_shape):
-        raise ModelLoadError(f"metadata lc2d.input_shape {shape} contradicts the graph input shape "
+        raise ModelLoadError(f"metadata {Key.INPUT_SHAPE} {shape} contradicts the graph input shape "
                              f"{format_shape(graph_shape)}")
     return tuple(shape)
 

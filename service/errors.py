@@ -132,6 +132,22 @@ class ModelNotFoundError(ServiceError):
     exit_code = 2
 
 
+class InvalidModelConfigError(ServiceError):
+    """A model configuration (``config.json`` or a load request's override) that does not validate."""
+
+    status_code = 400
+    code = "invalid_model_config"
+    exit_code = 2
+
+
+class ModelControlDisabledError(ServiceError):
+    """A repository load/unload request while the model control mode is not ``explicit``."""
+
+    status_code = 409
+    code = "model_control_disabled"
+    exit_code = 2
+
+
 class InvalidRequestFieldsError(ServiceError):
     """FastAPI refused a request parameter before the endpoint ran."""
 
@@ -202,4 +218,12 @@ class ProviderUnavailableError(ServiceError):
 
     status_code = 503
     code = "provider_unavailable"
+    exit_code = 2
+
+
+class RayClusterUnreachableError(ServiceError):
+    """``--ray-address`` names a Ray cluster that does not answer."""
+
+    status_code = 503
+    code = "ray_unreachable"
     exit_code = 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from service.batching import BatchTiming
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -17,6 +19,8 @@ class _ModelBatchObserver:
         self._batch_size = metrics.batch_size.labels(model=model, version=version)
         self._batch_seconds = metrics.batch_seconds.labels(model=model, version=version)
         self._queue = metrics.queue_depth.labels(model=model, version=version)
+        self._waited = metrics.request_queue_seconds.labels(model=model, version=version)
+        self._computed = metrics.request_compute_seconds.labels(model=model, version=version)
 
     def batch_ran(self, size: int, requests: int, seconds: float) -> None:
         self._batch_size.observe(size)
@@ -24,6 +28,12 @@ class _ModelBatchObserver:
 
     def queue_changed(self, depth: int) -> None:
         self._queue.set(depth)
+
+    def batch_timed(self, timing: BatchTiming) -> None:
+        compute = timing.input_s + timing.infer_s + timing.output_s
+        for wait in timing.queue_s:
+            self._waited.observe(wait)
+            self._computed.observe(compute)
 
 
 class ServiceMetrics:
@@ -49,8 +59,29 @@ class ServiceMetrics:
                                  ["model", "version"], registry=self.registry)
         self.inferences = Counter("lc2d_inferences_total", "Instances inferred, by model.",
                                   ["model", "version"], registry=self.registry)
+        self.grpc_requests = Counter("lc2d_grpc_requests_total", "gRPC calls by method and status code.",
+                                     ["method", "code"], registry=self.registry)
+        self.grpc_latency = Histogram("lc2d_grpc_request_duration_seconds", "Time to answer a gRPC call.",
+                                      ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.ready = Gauge("lc2d_model_ready", "1 when the model version can serve.",
                            ["model", "version"], registry=self.registry)
+        self.request_queue_seconds = Histogram(
+            "lc2d_request_queue_seconds", "Time a request waited in the batching queue.",
+            ["model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.request_compute_seconds = Histogram(
+            "lc2d_request_compute_seconds", "Compute time of the batch a request ran in (merge, run, split).",
+            ["model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.load_seconds = Gauge("lc2d_model_load_seconds", "Time to load a model version's sessions.",
+                                  ["model", "version"], registry=self.registry)
+        self.warmup_seconds = Gauge("lc2d_model_warmup_seconds", "Time to run a model version's warmup.",
+                                    ["model", "version"], registry=self.registry)
+        self.loads = Counter("lc2d_model_loads_total", "Model versions loaded and warmed up.",
+                             ["model"], registry=self.registry)
+        self.unloads = Counter("lc2d_model_unloads_total", "Model versions drained and unloaded.",
+                               ["model"], registry=self.registry)
+        self.load_failures = Counter("lc2d_model_load_failures_total",
+                                     "Model versions (or configurations) that failed to load.",
+                                     ["model"], registry=self.registry)
         self.provider = Gauge("lc2d_model_provider", "1 for the execution provider a model version runs on "
                               "(its session's first provider).", ["model", "version", "provider"],
                               registry=self.registry)
@@ -66,12 +97,29 @@ class ServiceMetrics:
             self.errors.labels(route=route, status=str(status)).inc()
         self.latency.labels(route=route).observe(seconds)
 
+    def grpc_done(self, method: str, code: str, seconds: float) -> None:
+        """Records one answered gRPC call (``code``: ``"OK"``, ``"INVALID_ARGUMENT"``...)."""
+        self.grpc_requests.labels(method=method, code=code).inc()
+        self.grpc_latency.labels(method=method).observe(seconds)
+
     def inferred(self, model: str, version: str, instances: int) -> None:
         self.inferences.labels(model=model, version=version).inc(instances)
 
     def model_ready(self, model: str, version: str, ready: bool) -> None:
         self.ready.labels(model=model, version=version).set(1 if ready else 0)
 
+    def model_loaded(self, model: str, version: str, load_s: float, warmup_s: float) -> None:
+        """Records one version that loaded and warmed up."""
+        self.loads.labels(model=model).inc()
+        self.load_seconds.labels(model=model, version=version).set(load_s)
+        self.warmup_seconds.labels(model=model, version=version).set(warmup_s)
+
+    def model_unloaded(self, model: str, version: str) -> None:
+        self.unloads.labels(model=model).inc()
+        self.model_ready(model, version, False)
+
+    def model_load_failed(self, model: str) -> None:
+        self.load_failures.labels(model=model).inc()
     def provider_in_use(self, model: str, version: str, provider: str) -> None:
         self.provider.labels(model=model, version=version, provider=provider).set(1)
 

@@ -12,6 +12,8 @@ Example:
 from __future__ import annotations
 
 import logging
+import queue
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,3 +144,48 @@ def load_model(path: str | Path, device: str = "auto", threads: int | None = Non
 def _output_device(used: list[str]) -> str | None:
     """``"cuda"`` when the session's first provider computes on an NVIDIA GPU, else None."""
     return "cuda" if used and used[0] in (CUDA, TENSORRT) else None
+
+
+class InstancePool:
+    """The ONNX Runtime sessions of one model version; each run borrows a free one.
+
+    The batcher runs up to ``len(instances)`` batches at once (one worker thread each), so a
+    run always finds a session free; the queue only guards against a caller running more.
+
+    Args:
+        instances: loaded sessions of the same file (at least one).
+    """
+
+    def __init__(self, instances: Sequence[LoadedModel]) -> None:
+        if not instances:
+            raise ValueError("expected at least one loaded instance, received none")
+        self.instances = list(instances)
+        self._free: queue.SimpleQueue[LoadedModel] = queue.SimpleQueue()
+        for instance in self.instances:
+            self._free.put(instance)
+
+    @property
+    def first(self) -> LoadedModel:
+        """The first session: its contract and providers stand for all of them."""
+        return self.instances[0]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Runs one validated batch on a free session (blocking: call it from a worker thread)."""
+        instance = self._free.get()
+        try:
+            return instance.run(batch)
+        finally:
+            self._free.put(instance)
+
+    def close(self) -> None:
+        """Drops the sessions, so ONNX Runtime frees their memory once no run holds them."""
+        self.instances.clear()
+        self._free = queue.SimpleQueue()
+
+
+def load_instances(path: str | Path, count: int, device: str = "auto", threads: int | None = None,
+                   *, name: str | None = None, version: str = "1", spin: bool = True,
+                   fp16: bool = False) -> InstancePool:
+    """Loads ``count`` sessions of one file (see :func:`load_model` for the arguments and errors)."""
+    return InstancePool([load_model(path, device, threads, name=name, version=version, spin=spin, fp16=fp16)
+                         for _ in range(count)])

@@ -1,6 +1,8 @@
 """Settings of ``lc2d serve``: every field is also the environment variable ``LC2D_<FIELD>``.
 
-Command-line options override environment variables, which override the defaults below.
+Command-line options override environment variables, which override the defaults below. The
+options of ``lc2d serve`` are generated from these fields (``lc2d/options.py``): adding a server
+option is adding a field here, with a docstring under it (its ``--help`` text).
 
 Example:
     $ LC2D_MAX_BATCH_SIZE=32 LC2D_DEVICE=cpu lc2d serve --model model.onnx
@@ -14,13 +16,19 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.providers import Device
+from service.model_config import ServingOptions
 
 
-class ServeSettings(BaseSettings):
-    """Everything the inference service can be told."""
+class ServeSettings(BaseSettings, ServingOptions):
+    """Everything the inference service can be told.
 
-    model_config = SettingsConfigDict(env_prefix="LC2D_", extra="ignore", protected_namespaces=())
+    The :class:`~service.model_config.ServingOptions` fields (device, threads, spin, instances,
+    batching, input limits) are the defaults of every model; a model's ``config.json`` overrides
+    them for that model.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LC2D_", extra="ignore", protected_namespaces=(),
+                                      frozen=False, use_attribute_docstrings=True)
 
     model: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     """ONNX files served under their stem name (version 1). Env: comma-separated paths."""
@@ -37,42 +45,79 @@ class ServeSettings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     """TCP port (0 picks a free one)."""
 
-    device: Device = "auto"
-    """``auto``: CUDA when onnxruntime-gpu sees a GPU, else CPU; ``cuda`` and ``tensorrt`` fail
-    without their provider (TensorRT falls back to CUDA, then CPU, per operator)."""
-
-    tensorrt_fp16: bool = False
-    """With ``--device tensorrt``: let TensorRT build fp16 engines (cached in ``trt_cache/``
-    beside each model file)."""
-
-    threads: int | None = Field(default=None, ge=1)
-    """ONNX Runtime intra-op threads per model; unset lets ONNX Runtime decide."""
-
-    spin: bool = True
-    """Let ONNX Runtime's intra-op threads busy-wait for work while a batch runs (fast hand-offs
-    between its operators); they stop as soon as the run ends, leaving the CPU to the server's
-    HTTP work. Off, they never spin: a little slower per run (docs/serving.md)."""
-
-    max_batch_size: int = Field(default=64, ge=1)
-    """Most instances merged into one run, and most instances accepted in one request."""
-
-    max_delay_ms: float = Field(default=0.0, ge=0)
-    """Longest the oldest queued request waits for others; 0 merges whatever is queued."""
-
-    max_queue: int = Field(default=1024, ge=1)
-    """Most requests waiting per model; beyond it requests get 503 with Retry-After."""
-
-    request_timeout_ms: float = Field(default=30_000.0, gt=0)
-    """Deadline of one inference request, queueing included; past it the answer is 504."""
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
+    """TCP port of the gRPC server (Open Inference Protocol and grpc.health.v1) on the same host;
+    0 disables gRPC."""
 
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     """Largest request body accepted; larger bodies get 413."""
 
-    allow_non_finite: bool = False
-    """Accept NaN and infinities in inputs (refused with 422 by default)."""
+    max_json_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    """Largest JSON body accepted (the smaller of this and ``max_body_bytes`` applies); larger
+    JSON bodies get 413. JSON costs 3-5x the bytes of ``.npy`` for the same tensor and CPU to
+    decode, hence its own limit."""
+
+    model_control_mode: Literal["none", "poll", "explicit"] = "none"
+    """How served models change while running (Triton's names): ``none``, the repository is read at
+    start-up; ``poll``, it is read again every ``repository_poll_secs``; ``explicit``,
+    ``POST /v2/repository/models/{name}/load`` and ``/unload`` change models. SIGHUP rereads it in
+    every mode (in ``explicit``, for the loaded models)."""
+
+    repository_poll_secs: float = Field(default=15.0, gt=0)
+    """Seconds between two reads of the repository in ``poll`` mode."""
 
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     """Log level of the server."""
+
+    ray: bool = False
+    """Run as a Ray Serve application (``service.ray_serve``): the same app in every replica,
+    Ray Serve's proxy on ``host:port`` in front of them. Needs ``lc2d-serve[ray]``."""
+
+    ray_address: str | None = None
+    """The Ray cluster to join with ``ray`` (``host:port`` or ``ray://host:port``); unset starts a
+    local Ray instance."""
+
+    replicas: int | None = Field(default=None, ge=1)
+    """Fixed number of Ray Serve replicas (default 1); excludes ``autoscale``."""
+
+    autoscale: str | None = None
+    """``MIN:MAX`` Ray Serve replicas, scaled on ongoing requests per replica (see
+    ``target_ongoing_requests``); excludes ``replicas``."""
+
+    target_ongoing_requests: float = Field(default=32.0, gt=0)
+    """With ``autoscale``: the ongoing requests per replica Ray Serve scales towards. Well above 1,
+    so that each replica's batcher has requests to merge."""
+
+    ray_replica_cpus: float = Field(default=1.0, ge=0)
+    """Logical CPUs Ray reserves for each replica (set ``threads`` to match)."""
+
+    ship_models: bool = False
+    """With ``ray``: read the model files once here and send them to the replicas through Ray's
+    object store (for nodes that cannot read the paths); the driver must keep running."""
+
+    @property
+    def drain_timeout_s(self) -> int:
+        """Seconds a stopping server waits for queued requests: one request deadline, at least 1."""
+        return max(1, int(self.request_timeout_ms // 1000))
+
+    @property
+    def autoscale_range(self) -> tuple[int, int] | None:
+        """``autoscale`` as ``(min, max)`` replicas, or None."""
+        if self.autoscale is None:
+            return None
+        low, high = self.autoscale.split(":")
+        return int(low), int(high)
+
+    @field_validator("autoscale")
+    @classmethod
+    def _check_autoscale(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        low, sep, high = value.partition(":")
+        if not sep or not low.isdigit() or not high.isdigit() or int(high) < int(low) or int(high) < 1:
+            raise ValueError(f"expected MIN:MAX replicas with 0 <= MIN <= MAX and MAX >= 1, "
+                             f"received {value!r}")
+        return value
 
     @field_validator("model", mode="before")
     @classmethod
@@ -86,4 +131,7 @@ class ServeSettings(BaseSettings):
         if not self.model and self.model_repository is None:
             raise ValueError("expected --model PATH.onnx or --model-repository DIR "
                              "(or LC2D_MODEL / LC2D_MODEL_REPOSITORY), received neither")
+        if self.replicas is not None and self.autoscale is not None:
+            raise ValueError(f"expected --replicas or --autoscale, received both (replicas={self.replicas}, "
+                             f"autoscale={self.autoscale!r})")
         return self

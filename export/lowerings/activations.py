@@ -99,13 +99,6 @@ def lower_activation(fn: Any, x: Tensor, out: str, opset: int = GELU_OPSET) -> L
     raise UnsupportedLayer(f"activation '{name}' has no lowering; expected one of {supported}")
 
 
-def is_supported_activation(fn: Any) -> bool:
-    """Whether :func:`lower_activation` can lower ``fn``."""
-    return activation_name(fn) in {"linear", *_SINGLE_OP, *_COMPOSED}
-
-
-
-
 def activated(fn: Any, name: str, build: Callable[[str], Lowered], opset: int = GELU_OPSET) -> Lowered:
     """``build(pre)`` followed by the activation, so that the final tensor is called ``name``."""
     if activation_name(fn) == "linear":

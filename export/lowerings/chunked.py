@@ -15,7 +15,7 @@ larger (reference layer 1: 57,600 floats per instance out, 3,072 in), a row of o
 to the input rows, every location gets one more tap reading it, and the kernel's extra column
 holds the bias (``P + 1`` taps, ``1 / P`` more multiply-adds instead of an Add over the whole
 output). When the input is the larger (DeepFace L5: 48,400 in, 10,000 out), appending that row
-would copy the whole input (2.4 ms of 24 at batch 64), so the bias is added to the output
+would copy the whole input (a tenth of that layer's run), so the bias is added to the output
 instead (:func:`bias_in_kernel`). The products ``(L, F, N)`` are viewed as ``(OR, OC, F, N)``
 and one Transpose writes the layer's layout, so no Reshape copies the output when the layer
 ends the graph.
@@ -59,7 +59,7 @@ def chunk_size(geo: LocalGeometry, element_bytes: int = 4, output_bytes: int | N
     of float products, when given), chunks of equal size.
 
     A divisor of the location count from half that size up is preferred: the last chunk then
-    needs no padding, and no Slice copies the products afterwards (DeepFace L4: 2.4 ms).
+    needs no padding, and no Slice copies the products afterwards.
     """
     wanted = max(1, min(geo.locations, CHUNK_BYTES // (geo.patch_size * _REFERENCE_BATCH * element_bytes)))
     if output_bytes is not None:

@@ -11,10 +11,9 @@
   An instance's answer therefore does not depend on the other instances of its batch, which a
   batching server needs; ONNX Runtime's per-tensor dynamic quantisation would.
 * **Why uint8 times uint8:** ONNX Runtime's x86 kernel for unsigned-times-signed operands sums
-  pairs of products in 16 bits and can saturate on CPUs without VNNI (this machine has AVX2 only);
-  the unsigned-times-unsigned kernel widens first. Measured here at batch 64 (2 threads):
-  reference layer 1 products 3.3 ms (float) against 1.7 ms, DeepFace L5 22 against 6.5 ms,
-  DeepFace L4 153 against 51 ms.
+  pairs of products in 16 bits and can saturate on CPUs without VNNI; the unsigned-times-unsigned
+  kernel widens first. Its speed against the float products is measured by ``lc2d bench``
+  (docs/performance.md).
 
 The patches stay uint8 (a quarter of the float bytes) between their Gather and the
 ``MatMulInteger`` of each chunk; the dequantisation (DequantizeLinear with the weight scales, a

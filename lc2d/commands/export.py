@@ -9,11 +9,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from export.options import ExportOptions
+from export.options import PRECISIONS, ExportOptions
 from lc2d.errors import UsageError
+from lc2d.tensorflow_logs import import_tensorflow
 
 HELP = "Export a .keras model to standard ONNX, LocallyConnected2D lowered as asked; parity-checked."
 DEFAULTS = ExportOptions()
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 class RegisteredPolicies(Sequence[str]):
@@ -62,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", default=DEFAULTS.provider,
                         help="ONNX Runtime provider for the parity check and auto timings; "
                              "default: %(default)s")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
+                        help="fp16: weights and compute in float16, float32 inputs and outputs (parity "
+                             "tolerance 1e-2, see docs/export.md); default: %(default)s")
+    parser.add_argument("--outputs", action="extend", nargs="+", default=[], metavar="LAYER",
+                        help="export the sub-model ending at these layers, in this order, each ONNX "
+                             "output named after its layer (repeatable: --outputs F7 --outputs L6); "
+                             "default: the model's own outputs")
     parser.add_argument("--report", type=Path, default=None, help="also write the report as JSON here")
 
 
@@ -71,10 +80,20 @@ def _check_args(args: argparse.Namespace) -> Path:
                          "(no such file)")
     if not args.model.is_file():
         raise UsageError(f"MODEL: expected a .keras file. Received: {str(args.model)!r} (not a file)")
+    if _is_hdf5(args.model):
+        raise UsageError(f"MODEL: expected a Keras 3 model file (.keras). Received: {str(args.model)!r}, "
+                         "an HDF5 file (tf_keras / Keras 2); convert it first with: lc2d import-legacy "
+                         f"{args.model} -o {args.model.with_suffix('.keras')}")
     output: Path = args.output if args.output is not None else args.model.with_suffix(".onnx")
     if output.suffix != ".onnx":
         raise UsageError(f"--output: expected a path ending in .onnx. Received: {str(output)!r}")
     return output
+
+
+def _is_hdf5(path: Path) -> bool:
+    """Whether ``path`` starts with the HDF5 signature (what tf_keras's ``.h5`` files are)."""
+    with path.open("rb") as file:
+        return file.read(8) == HDF5_SIGNATURE
 
 
 def export_options(args: argparse.Namespace) -> ExportOptions:
@@ -83,7 +102,8 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
 
     try:
         return ExportOptions(policy=args.policy, opset=args.opset, check=args.check, provider=args.provider,
-                             dense_budget_bytes=int(args.dense_budget_mib * 2**20))
+                             dense_budget_bytes=int(args.dense_budget_mib * 2**20), outputs=args.outputs,
+                             precision=args.precision)
     except ExportError as err:
         raise UsageError(str(err)) from err
 
@@ -104,6 +124,7 @@ def _load_model(path: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     output = _check_args(args)
     options = export_options(args)
+    import_tensorflow(args.verbose)
     model = _load_model(args.model)
     from export import ExportError, ParityError, to_onnx
 

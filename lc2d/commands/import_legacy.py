@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lc2d.errors import UsageError
+from lc2d.tensorflow_logs import import_tensorflow
 
 HELP = ("Import a tf_keras .h5 model (or weights file + --architecture) onto Keras 3 with "
         "LocallyConnected2D; verify against tf_keras when it is installed.")
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-o/--out: expected a path ending in .keras. Received: {str(args.out)!r}")
     kwargs = _builder_kwargs(args)
     labels = _read_labels(args.labels)
+    import_tensorflow(args.verbose)
     from models.legacy import LegacyImportError, import_legacy
 
     try:

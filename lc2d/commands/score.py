@@ -3,61 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from lc2d.errors import UsageError
-from service.providers import DEVICES
+from lc2d.options import add_model_options, model_from_args
+from service.scoring.job import ScoringJob
 
 HELP = ("Score a .npy, .npz or image folder with an .onnx model, streaming, on this machine "
         "or on Ray; write an .npy of outputs and a JSON summary.")
-ENGINES = ("local", "ray")
+# ScoringJob fields spelled differently on the command line (a name without "-" is positional).
+OPTION_NAMES = {"model_path": ["model"], "input_path": ["input"], "output_path": ["-o", "--output"]}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="the .onnx model (as written by lc2d export)")
-    parser.add_argument("input", type=Path,
-                        help=".npy file (read a batch at a time, any size), .npz file (see --key) or "
-                             "a folder of PNG/JPEG images (file-name order)")
-    parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="the .npy to write; OUTPUT.summary.json (and OUTPUT.order.txt for "
-                             "image folders) go next to it")
-    parser.add_argument("--batch-size", type=int, default=256,
-                        help="rows per ONNX Runtime call; bounds memory; default: 256")
-    parser.add_argument("--device", choices=DEVICES, default="auto",
-                        help="auto (CUDA when available), cpu, cuda or tensorrt; default: auto")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="ONNX Runtime intra-op threads (per actor with --engine ray, default 1 "
-                             "there); default: ONNX Runtime decides")
-    parser.add_argument("--key", default=None,
-                        help="the array of a .npz to score; optional when it holds one array")
-    parser.add_argument("--output-name", default=None,
-                        help="the model output to write; default: the first graph output")
-    parser.add_argument("--allow-non-finite", action="store_true",
-                        help="accept NaN and infinities (refused by default, as by the server)")
-    parser.add_argument("--engine", choices=ENGINES, default="local",
-                        help="local (one process) or ray (Ray Data, actor pool); default: local")
-    parser.add_argument("--ray-address", default=None,
-                        help="Ray cluster to join (e.g. ray://head:10001); default: start a local "
-                             "Ray instance")
-    parser.add_argument("--actors", type=int, default=2,
-                        help="ONNX Runtime actors (one session each) with --engine ray; default: 2")
+    """One option per field of :class:`~service.scoring.ScoringJob`, and ``--no-progress``."""
+    add_model_options(parser, ScoringJob, names=OPTION_NAMES)
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    for name in ("batch_size", "actors"):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')}: expected a positive integer, "
-                             f"received {getattr(args, name)}")
-    if args.threads is not None and args.threads <= 0:
-        raise UsageError(f"--threads: expected a positive integer, received {args.threads}")
-    if args.output.suffix != ".npy":
-        raise UsageError(f"-o/--output: expected a path ending in .npy, received {str(args.output)!r}")
-    if args.ray_address is not None and args.engine != "ray":
-        raise UsageError("--ray-address: expected together with --engine ray, received "
-                         f"--engine {args.engine}")
 
 
 class _ProgressBar:
@@ -81,19 +44,21 @@ class _ProgressBar:
             self.bar.close()
 
 
-def run(args: argparse.Namespace) -> int:
-    _check_args(args)
-    from service.errors import ServiceError
-    from service.scoring import ScoringJob, run_scoring_job
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds the job like Ctrl-C does, so its partial output is deleted."""
 
-    if args.engine == "ray":
-        _require_ray()
-    job = ScoringJob(model_path=args.model, input_path=args.input, output_path=args.output,
-                     batch_size=args.batch_size, device=args.device, threads=args.threads,
-                     key=args.key, output_name=args.output_name,
-                     allow_non_finite=args.allow_non_finite, engine=args.engine,
-                     ray_address=args.ray_address, actors=args.actors)
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def run(args: argparse.Namespace) -> int:
+    from service.errors import ServiceError
+    from service.scoring import run_scoring_job
+
+    job = model_from_args(ScoringJob, args, names=OPTION_NAMES)
     progress = _ProgressBar(enabled=not args.no_progress)
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         summary = run_scoring_job(job, progress)
     except ServiceError as err:
@@ -101,18 +66,14 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(err.message) from err
         print(f"lc2d score: failed: {err.message}", file=sys.stderr)
         return err.exit_code
+    except _Terminated:
+        print(f"lc2d score: stopped by SIGTERM; {job.output_path} was not written", file=sys.stderr)
+        return 128 + signal.SIGTERM
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.close()
     print(f"scored {summary.count:,} rows in {summary.scoring_time_s:.2f} s "
-          f"({summary.throughput_rows_per_s:,.0f} rows/s, {args.engine}, {summary.providers[0]}) -> "
+          f"({summary.throughput_rows_per_s:,.0f} rows/s, {job.engine}, {summary.providers[0]}) -> "
           f"{summary.output} {summary.output_shape}; summary {job.summary_path}"
           + (f"; order {summary.order_file}" if summary.order_file else ""))
     return 0
-
-
-def _require_ray() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:
-        raise UsageError("--engine ray: expected Ray Data to be installed, received an environment "
-                         "without it; pip install 'lc2d-serve[ray]'")

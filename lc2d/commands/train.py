@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lc2d.errors import UsageError
+from lc2d.tensorflow_logs import import_tensorflow
 
 HELP = "Train a LocallyConnected2D classifier on digits or an .npz file; save a .keras model."
 DEFAULT_EPOCHS = 20  # same as models.training.DEFAULT_EPOCHS, kept here so --help needs no Keras
@@ -45,6 +46,7 @@ def _write_report(path: Path, report: dict[str, object]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
+    import_tensorflow(args.verbose)
     from models.datasets import DatasetError, load_dataset
     from models.training import train
 

@@ -24,14 +24,20 @@ To add a route:
 
 from __future__ import annotations
 
-from service.api import operations, schemas, tfserving, v2
+from typing import Any
+
+from service.api import operations, repository, schemas, tfserving, v2
+from service.api.bodies import NPY, OCTET
 from service.api.routing import Route
 from service.errors import (
     BatchTooLargeError,
     DeadlineExceededError,
     InferenceFailedError,
     InvalidInputError,
+    InvalidModelConfigError,
     MalformedRequestError,
+    ModelControlDisabledError,
+    ModelLoadError,
     ModelNotFoundError,
     ModelNotReadyError,
     NotAcceptableError,
@@ -40,9 +46,11 @@ from service.errors import (
     ServiceError,
     UnsupportedMediaTypeError,
 )
+from service.metrics import CONTENT_TYPE
 
 TFSERVING = "predict (TensorFlow Serving format)"
 V2 = "Open Inference Protocol (v2)"
+REPOSITORY = "model repository (Open Inference Protocol extension)"
 OPERATIONS = "operations"
 
 # What any inference request can meet, from the body to the batcher.
@@ -51,36 +59,59 @@ INFERENCE_ERRORS: tuple[type[ServiceError], ...] = (
     UnsupportedMediaTypeError, InvalidInputError, BatchTooLargeError, ModelNotReadyError, QueueFullError,
     DeadlineExceededError, InferenceFailedError)
 V2_INFERENCE_ERRORS = tuple(e for e in INFERENCE_ERRORS if e is not NotAcceptableError)
+CONTROL_BODY_ERRORS: tuple[type[ServiceError], ...] = (MalformedRequestError, PayloadTooLargeError)
+PREDICT: dict[str, Any] = {"ok": schemas.PredictResponse, "media_types": (NPY,), "errors": INFERENCE_ERRORS,
+                           "openapi_extra": tfserving.predict_request_docs}
+INFER: dict[str, Any] = {"ok": schemas.InferResponse, "media_types": (OCTET,), "errors": V2_INFERENCE_ERRORS,
+                         "openapi_extra": v2.infer_request_docs}
 
 ROUTES: tuple[Route, ...] = (
     # --- TensorFlow Serving REST ------------------------------------------------------------------
-    Route("POST", "/predict", tfserving.predict, "Predict with the default model", TFSERVING,
-          ok=schemas.PredictResponse, errors=INFERENCE_ERRORS, openapi_extra=tfserving.predict_request_docs),
+    Route("POST", "/predict", tfserving.predict, "Predict with the default model", TFSERVING, **PREDICT),
     Route("POST", "/v1/models/{name}:predict", tfserving.predict,
-          "Predict with a named model, its highest ready version", TFSERVING,
-          ok=schemas.PredictResponse, errors=INFERENCE_ERRORS, openapi_extra=tfserving.predict_request_docs),
+          "Predict with a named model, its highest ready version", TFSERVING, **PREDICT),
     Route("POST", "/v1/models/{name}/versions/{version}:predict", tfserving.predict,
-          "Predict with one version of a named model", TFSERVING,
-          ok=schemas.PredictResponse, errors=INFERENCE_ERRORS, openapi_extra=tfserving.predict_request_docs),
+          "Predict with one version of a named model", TFSERVING, **PREDICT),
     # --- Open Inference Protocol (KServe v2) ----------------------------------------------------
     Route("GET", "/v2", v2.server_metadata, "Server metadata", V2, ok=schemas.ServerMetadata),
     Route("GET", "/v2/health/live", v2.live, "Server liveness", V2, ok=schemas.Liveness),
     Route("GET", "/v2/health/ready", v2.ready, "Server readiness", V2, ok=schemas.Readiness,
-          errors=(ModelNotReadyError,)),
+          other_answers={503: schemas.Readiness}),
+    Route("GET", "/v2/models/stats", repository.model_statistics, "Inference statistics of every model",
+          V2, ok=schemas.InferenceStatistics),
     Route("GET", "/v2/models/{name}", v2.model_metadata, "Model metadata (highest ready version)", V2,
           ok=schemas.ModelMetadata, errors=(ModelNotFoundError, ModelNotReadyError)),
     Route("GET", "/v2/models/{name}/versions/{version}", v2.model_metadata, "Model version metadata", V2,
           ok=schemas.ModelMetadata, errors=(ModelNotFoundError, ModelNotReadyError)),
     Route("GET", "/v2/models/{name}/ready", v2.model_ready, "Model readiness", V2,
-          ok=schemas.ModelReadiness, errors=(ModelNotFoundError, ModelNotReadyError)),
+          ok=schemas.ModelReadiness, errors=(ModelNotFoundError,),
+          other_answers={503: schemas.ModelReadiness}),
     Route("GET", "/v2/models/{name}/versions/{version}/ready", v2.model_ready, "Model version readiness",
-          V2, ok=schemas.ModelReadiness, errors=(ModelNotFoundError, ModelNotReadyError)),
-    Route("POST", "/v2/models/{name}/infer", v2.infer, "Inference (highest ready version)", V2,
-          ok=schemas.InferResponse, errors=V2_INFERENCE_ERRORS, openapi_extra=v2.infer_request_docs),
+          V2, ok=schemas.ModelReadiness, errors=(ModelNotFoundError,),
+          other_answers={503: schemas.ModelReadiness}),
+    Route("POST", "/v2/models/{name}/infer", v2.infer, "Inference (highest ready version)", V2, **INFER),
     Route("POST", "/v2/models/{name}/versions/{version}/infer", v2.infer, "Inference with one version",
-          V2, ok=schemas.InferResponse, errors=V2_INFERENCE_ERRORS, openapi_extra=v2.infer_request_docs),
+          V2, **INFER),
+    Route("GET", "/v2/models/{name}/config", repository.model_config, "Model configuration", V2,
+          ok=schemas.ModelConfigAnswer, errors=(ModelNotFoundError, ModelNotReadyError)),
+    Route("GET", "/v2/models/{name}/stats", repository.model_statistics, "Model inference statistics", V2,
+          ok=schemas.InferenceStatistics, errors=(ModelNotFoundError,)),
+    Route("GET", "/v2/models/{name}/versions/{version}/stats", repository.model_statistics,
+          "Model version inference statistics", V2, ok=schemas.InferenceStatistics,
+          errors=(ModelNotFoundError,)),
+    # --- model repository (control plane) -----------------------------------------------------------
+    Route("POST", "/v2/repository/index", repository.repository_index, "Repository index", REPOSITORY,
+          ok=schemas.RepositoryIndex, errors=CONTROL_BODY_ERRORS, fast=False),
+    Route("POST", "/v2/repository/models/{name}/load", repository.load_model, "Load or reload a model",
+          REPOSITORY, ok=schemas.ModelControlAnswer, fast=False,
+          errors=(*CONTROL_BODY_ERRORS, InvalidModelConfigError, ModelControlDisabledError,
+                  ModelNotFoundError, ModelLoadError)),
+    Route("POST", "/v2/repository/models/{name}/unload", repository.unload_model, "Unload a model",
+          REPOSITORY, ok=schemas.ModelControlAnswer, fast=False,
+          errors=(*CONTROL_BODY_ERRORS, ModelControlDisabledError, ModelNotFoundError)),
     # --- operations -----------------------------------------------------------------------------------
-    Route("GET", "/metrics", operations.prometheus_metrics, "Prometheus metrics", OPERATIONS),
+    Route("GET", "/metrics", operations.prometheus_metrics, "Prometheus metrics", OPERATIONS,
+          media_types=(CONTENT_TYPE,)),
     Route("GET", "/healthz", operations.healthz, "Liveness", OPERATIONS, ok=schemas.Liveness),
     Route("GET", "/", operations.docs_redirect, "Redirect to /docs", OPERATIONS, include_in_schema=False),
 )

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
@@ -73,9 +74,13 @@ class Route:
         endpoint: the function that answers.
         summary: one line for the OpenAPI operation (and ``/docs``).
         tag: the OpenAPI group.
-        ok: the schema of the 200 answer (documentation only: endpoints build their responses).
+        ok: the schema of the 200 JSON answer (documentation only: endpoints build their responses).
+        media_types: what a 200 answer can be, besides JSON when ``ok`` is set (``.npy``,
+            binary tensors, Prometheus text).
         errors: the errors the endpoint can answer with; each status is documented with the
             error body schema and the codes of these classes.
+        other_answers: statuses other than 200 answered with a body that is not an error
+            (readiness answers 503 with ``{"ready": false}``), and their schema.
         fast: served by the fast path, before FastAPI's router; None means "when POST".
         openapi_extra: request body documentation built from the served models.
         include_in_schema: False for routes that are not part of the API (``GET /``).
@@ -87,7 +92,9 @@ class Route:
     summary: str
     tag: str
     ok: type[BaseModel] | None = None
+    media_types: tuple[str, ...] = ()
     errors: tuple[type[ServiceError], ...] = ()
+    other_answers: Mapping[int, type[BaseModel]] = field(default_factory=dict)
     fast: bool | None = None
     openapi_extra: OpenAPIExtra | None = field(default=None, repr=False)
     include_in_schema: bool = True
@@ -120,6 +127,7 @@ def build_router(routes: Sequence[Route], plane: DataPlane) -> APIRouter:
             summary=route.summary, description=inspect.getdoc(route.endpoint) or "",
             responses=openapi_responses(route), name=route.endpoint.__name__,
             openapi_extra=_openapi_extra(route, plane),
+            response_class=Response if route.ok is None else JSONResponse,
             include_in_schema=route.include_in_schema)
     return router
 
@@ -127,12 +135,20 @@ def build_router(routes: Sequence[Route], plane: DataPlane) -> APIRouter:
 def openapi_responses(route: Route) -> dict[int | str, dict[str, Any]]:
     """The documented answers of a route: its 200 schema and one entry per error status."""
     responses: dict[int | str, dict[str, Any]] = {}
+    ok: dict[str, Any] = {"description": "Successful Response"}
     if route.ok is not None:
-        responses[200] = {"model": route.ok, "description": "Successful Response"}
+        ok["model"] = route.ok
+    if route.media_types:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        ok["content"] = {kind: binary for kind in route.media_types}
+    if len(ok) > 1:
+        responses[200] = ok
     codes: dict[int, list[str]] = {}
     for error in route.errors:
         for kind in _with_subclasses(error):
             codes.setdefault(kind.status_code, []).append(kind.code)
+    for status, schema in route.other_answers.items():
+        responses[status] = {"model": schema, "description": (schema.__doc__ or "").strip()}
     for status, names in sorted(codes.items()):
         responses[status] = {"model": ErrorBody, "description": "error codes: " + ", ".join(
             dict.fromkeys(names))}

@@ -1,17 +1,26 @@
 """Schemas of the 200 answers, for the OpenAPI document.
 
 Endpoints build their JSON with orjson directly (fast, NumPy-aware); these models only describe
-it. Tests compare them with real answers (tests/service/test_openapi.py).
+it. Tests check real answers against them (tests/service/test_openapi.py); they forbid
+undocumented fields, so an answer that grows a field fails there until its schema has it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from service.model_config import ModelConfig
 
 
-class PredictResponse(BaseModel):
+class Schema(BaseModel):
+    """Base of the answer schemas: a field the server sends must be documented here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictResponse(Schema):
     """TensorFlow Serving's answer: ``predictions`` (row format) or ``outputs`` (columnar format)."""
 
     predictions: list[Any] | None = Field(
@@ -21,7 +30,7 @@ class PredictResponse(BaseModel):
                                      description="top label per instance, when the model has labels")
 
 
-class ServerMetadata(BaseModel):
+class ServerMetadata(Schema):
     """Open Inference Protocol server metadata."""
 
     name: str
@@ -29,19 +38,19 @@ class ServerMetadata(BaseModel):
     extensions: list[str]
 
 
-class Liveness(BaseModel):
+class Liveness(Schema):
     """The process runs."""
 
     live: bool
 
 
-class Readiness(BaseModel):
+class Readiness(Schema):
     """Whether the server can answer inference requests."""
 
     ready: bool
 
 
-class ModelReadiness(BaseModel):
+class ModelReadiness(Schema):
     """Whether one model version can answer inference requests."""
 
     name: str
@@ -49,7 +58,7 @@ class ModelReadiness(BaseModel):
     ready: bool
 
 
-class TensorMetadata(BaseModel):
+class TensorMetadata(Schema):
     """One input or output: name, Open Inference Protocol datatype, shape (-1: any size)."""
 
     name: str
@@ -57,7 +66,7 @@ class TensorMetadata(BaseModel):
     shape: list[int]
 
 
-class ModelParameters(BaseModel):
+class ModelParameters(Schema):
     """lc2d details of a served model version."""
 
     version: str
@@ -68,7 +77,7 @@ class ModelParameters(BaseModel):
     metadata: dict[str, str]
 
 
-class ModelMetadata(BaseModel):
+class ModelMetadata(Schema):
     """Open Inference Protocol model metadata."""
 
     name: str
@@ -79,7 +88,7 @@ class ModelMetadata(BaseModel):
     parameters: ModelParameters
 
 
-class OutputTensor(BaseModel):
+class OutputTensor(Schema):
     """One output: its values in ``data``, or ``parameters.binary_data_size`` bytes after the header."""
 
     name: str
@@ -89,10 +98,64 @@ class OutputTensor(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
-class InferResponse(BaseModel):
+class InferResponse(Schema):
     """Open Inference Protocol inference answer (the JSON header, with binary outputs)."""
 
     model_name: str
     model_version: str
     id: str | None = None
     outputs: list[OutputTensor]
+
+
+class RepositoryEntry(Schema):
+    """One model version in the repository index (a model never loaded has no ``version``)."""
+
+    name: str
+    version: str | None = None
+    state: str = Field(description="LOADING, WARMING, READY, DRAINING, UNLOADED or FAILED")
+    reason: str = Field(description="why it is not ready, or what went wrong around it while it serves")
+
+
+class RepositoryIndex(RootModel[list[RepositoryEntry]]):
+    """Every model and version the server knows, with state and reason."""
+
+
+class ModelControlAnswer(Schema):
+    """The model's versions after a load or unload."""
+
+    name: str
+    versions: list[RepositoryEntry]
+
+
+class ModelConfigAnswer(ModelConfig):
+    """The configuration a model is served with: its config.json over the server's flags (the
+    keys of docs/model-format.md; ``warmup`` with its default applied)."""
+
+    name: str
+
+
+class DurationStat(Schema):
+    """A count and its cumulative time in nanoseconds."""
+
+    count: int
+    ns: int
+
+
+class VersionStatistics(Schema):
+    """Inference statistics of one model version (Triton's layout)."""
+
+    name: str
+    version: str
+    last_inference: int = Field(description="milliseconds since the epoch")
+    inference_count: int = Field(description="instances inferred")
+    execution_count: int = Field(description="model runs (batches)")
+    inference_stats: dict[str, DurationStat] = Field(
+        description="success, fail, queue, compute_input (merge), compute_infer (run), "
+                    "compute_output (split), cache_hit, cache_miss")
+    batch_stats: list[Any]
+
+
+class InferenceStatistics(Schema):
+    """Statistics of every version asked for."""
+
+    model_stats: list[VersionStatistics]

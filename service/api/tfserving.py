@@ -18,8 +18,11 @@ from fastapi import Response
 from service.api.bodies import (
     JSON,
     NPY,
+    Body,
+    body_limit,
     json_response,
     npy_response,
+    off_loop,
     parse_json,
     parse_npy,
     preferred_response,
@@ -27,9 +30,10 @@ from service.api.bodies import (
     require_media_type,
 )
 from service.api.routing import Call
-from service.contract import InputContract
+from service.contract import NO_LIMITS, InputContract, InputLimits
 from service.dataplane import DataPlane
 from service.errors import MalformedRequestError
+from service.registry import ModelVersion
 
 
 async def predict(call: Call) -> Response:
@@ -39,24 +43,34 @@ async def predict(call: Call) -> Response:
     ``{"outputs": ...}``, both with ``"labels"`` when the model has labels. ``Accept:
     application/x-npy`` answers the first output as ``.npy``.
     """
-    plane = call.plane
-    item = plane.find_ready(plane.default_model if call.name is None else call.name, call.version)
-    assert item.model is not None
-    contract = item.model.contract
-    request = call.request
-    kind = require_media_type(request, (JSON, NPY))
+    async with call.plane.serving(call.name, call.version) as item:
+        return await _predict(call, item)
+
+
+async def _predict(call: Call, item: ModelVersion) -> Response:
+    plane, request, contract = call.plane, call.request, item.contract
+    kind = require_media_type(request, (JSON, NPY), "tfserving")
     answer_as = preferred_response(request)
-    body = await read_body(request, plane.settings.max_body_bytes)
-    if kind == NPY:
-        batch, columnar = contract.validate_batch(parse_npy(body)), True
-    else:
-        batch, columnar = parse_predict_json(parse_json(body), contract)
+    body = await read_body(request, body_limit(plane.settings, kind))
+    batch, columnar = await off_loop(len(body), parse_predict_body, kind, body, contract, item.limits)
     outputs = await plane.infer(item, batch)
     headers = {"X-Model-Name": item.name, "X-Model-Version": item.version}
     if answer_as == NPY:
         first = contract.output_names[0]
         return npy_response(outputs[first], headers={**headers, "X-Output-Name": first})
     return json_response(predict_answer(outputs, contract, columnar and kind == JSON), headers=headers)
+
+
+def parse_predict_body(kind: str, body: Body, contract: InputContract,
+                       limits: InputLimits = NO_LIMITS) -> tuple[np.ndarray, bool]:
+    """Decodes and validates a predict body of media type ``kind`` (JSON or ``.npy``).
+
+    Returns:
+        The float32 batch and whether it came whole (columnar JSON or ``.npy``).
+    """
+    if kind == NPY:
+        return contract.validate_batch(parse_npy(body), limits), True
+    return parse_predict_json(parse_json(body), contract, limits)
 
 
 def predict_request_docs(plane: DataPlane) -> dict[str, Any]:
@@ -82,7 +96,8 @@ def example_instance(plane: DataPlane) -> tuple[str, list[Any]]:
     return name, np.round(np.random.default_rng(0).random(shape), 3).tolist()
 
 
-def parse_predict_json(payload: Any, contract: InputContract) -> tuple[np.ndarray, bool]:
+def parse_predict_json(payload: Any, contract: InputContract, limits: InputLimits = NO_LIMITS
+                       ) -> tuple[np.ndarray, bool]:
     """Validates a TensorFlow Serving JSON body.
 
     Returns:
@@ -99,13 +114,13 @@ def parse_predict_json(payload: Any, contract: InputContract) -> tuple[np.ndarra
             f"(a batch), received {received}", expected=["instances", "inputs"], received=received)
     if "instances" in payload:
         instances = payload["instances"]
-        if isinstance(instances, list) and instances and isinstance(instances[0], dict):
-            instances = [_named_input(instance, contract) for instance in instances]
-        return contract.validate_instances(instances), False
+        if isinstance(instances, list) and any(isinstance(instance, dict) for instance in instances):
+            instances = [_named_input(instance, contract, index) for index, instance in enumerate(instances)]
+        return contract.validate_instances(instances, limits), False
     inputs = payload["inputs"]
     if isinstance(inputs, dict):
         inputs = _named_input(inputs, contract)
-    return contract.validate_batch(inputs), True
+    return contract.validate_batch(inputs, limits), True
 
 
 def predict_answer(outputs: dict[str, np.ndarray], contract: InputContract, columnar: bool) -> dict[str, Any]:
@@ -132,7 +147,12 @@ def top_labels(scores: np.ndarray, labels: tuple[str, ...]) -> list[str]:
     return [labels[i] for i in np.argmax(scores, axis=1)]
 
 
-def _named_input(instance: dict[str, Any], contract: InputContract) -> Any:
+def _named_input(instance: Any, contract: InputContract, index: int | None = None) -> Any:
+    if not isinstance(instance, dict):  # named instances must all be named
+        raise MalformedRequestError(
+            f"instance {index} is {type(instance).__name__}, expected an object {{{contract.input_name!r}: "
+            "value}} like the other instances", expected="object", received=type(instance).__name__,
+            instance=index)
     if set(instance) != {contract.input_name}:
         raise MalformedRequestError(
             f"expected inputs named {[contract.input_name]}, received {sorted(instance)}",

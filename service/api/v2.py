@@ -8,18 +8,34 @@ body is the concatenated raw tensors, ``parameters.binary_data_size`` bytes each
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from fastapi import Response
 
-from service.api.bodies import JSON, OCTET, json_response, parse_json, read_body, require_media_type
+from service.api.bodies import (
+    JSON,
+    MAX_ARRAY_RANK,
+    OCTET,
+    Body,
+    body_limit,
+    declared_length,
+    json_response,
+    off_loop,
+    parse_json,
+    read_body,
+    require_media_type,
+)
 from service.api.routing import Call
 from service.api.tfserving import example_instance
-from service.contract import InputContract
-from service.dataplane import DataPlane, ServedModel
+from service.classification import class_count, top_classes
+from service.contract import NO_LIMITS, InputContract, InputLimits
+from service.dataplane import DataPlane
 from service.errors import DtypeError, MalformedRequestError, ShapeMismatchError
+from service.registry import ModelVersion
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # Open Inference Protocol datatypes -> NumPy dtypes accepted for the (float32) input.
@@ -61,14 +77,17 @@ async def model_ready(call: Call) -> Response:
 async def infer(call: Call) -> Response:
     """Runs inference on JSON tensors or binary tensors (``Inference-Header-Content-Length``)."""
     assert call.name is not None
-    item = call.plane.find_ready(call.name, call.version)
-    assert item.model is not None
+    async with call.plane.serving(call.name, call.version) as item:
+        return await _infer(call, item)
+
+
+async def _infer(call: Call, item: ModelVersion) -> Response:
     request = call.request
-    require_media_type(request, (JSON, OCTET))
-    body = await read_body(request, call.plane.settings.max_body_bytes)
-    header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-    payload = parse_json(header)
-    parsed = parse_infer_request(payload, binary, item.model.contract)
+    require_media_type(request, (JSON, OCTET), "v2")
+    header_length = request.headers.get(HEADER_LENGTH)
+    limit = body_limit(call.plane.settings, JSON if header_length is None else OCTET)
+    body = await read_body(request, limit)
+    parsed = await off_loop(len(body), parse_infer_body, body, header_length, item.contract, item.limits)
     outputs = await call.plane.infer(item, parsed.batch)
     return infer_response(item, outputs, parsed)
 
@@ -91,48 +110,55 @@ class InferRequest:
     request_id: str | None
     outputs: list[str]
     binary_outputs: set[str]
+    classes: dict[str, int] = field(default_factory=dict)
+    """Output name -> k, for outputs asked as top-k classes (the classification extension)."""
 
 
-def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+def parse_infer_body(body: Body, header_length: str | None, contract: InputContract,
+                     limits: InputLimits = NO_LIMITS) -> InferRequest:
+    """Decodes and validates an ``infer`` body (JSON, or JSON header plus binary tensors)."""
+    header, binary = split_body(body, header_length)
+    return parse_infer_request(parse_json(header), binary, contract, limits)
+
+
+def split_body(body: Body, header_length: str | None) -> tuple[Body, Body | memoryview]:
     """Splits a binary-extension body into its JSON header and its raw tensor bytes."""
-    if header_length is None:
+    length = declared_length(header_length, HEADER_LENGTH)
+    if length is None:
         return body, b""
-    if not header_length.strip().isdigit() or int(header_length) > len(body):
+    if length > len(body):
         raise MalformedRequestError(
             f"{HEADER_LENGTH} must be an integer between 0 and the body size {len(body)}, "
             f"received {header_length!r}", expected=f"0..{len(body)}", received=header_length)
-    length = int(header_length)
-    return body[:length], body[length:]
+    return body[:length], memoryview(body)[length:]
 
 
-def parse_infer_request(payload: Any, binary: bytes, contract: InputContract) -> InferRequest:
+def parse_infer_request(payload: Any, binary: Body | memoryview, contract: InputContract,
+                        limits: InputLimits = NO_LIMITS) -> InferRequest:
     """Validates an ``infer`` JSON header (and its binary tensors) against the model's contract."""
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise MalformedRequestError('expected a JSON object with an "inputs" list', expected="inputs")
     tensors = payload["inputs"]
-    names = [t.get("name") if isinstance(t, dict) else None for t in tensors]
-    if names != [contract.input_name]:
-        raise MalformedRequestError(f"expected exactly one input named {contract.input_name!r}, "
-                                    f"received {names}", expected=[contract.input_name], received=names)
+    check_input_names([t.get("name") if isinstance(t, dict) else None for t in tensors], contract)
     array = _tensor_array(tensors[0], binary)
-    batch = contract.validate_batch(array)
-    parameters = payload.get("parameters") or {}
+    batch = contract.validate_batch(array, limits)
+    parameters = _parameters(payload, "the request")
     return InferRequest(batch, _request_id(payload), *_requested_outputs(payload, contract, parameters))
 
 
-def infer_response(item: ServedModel, outputs: dict[str, np.ndarray], parsed: InferRequest) -> Response:
+def infer_response(item: ModelVersion, outputs: dict[str, np.ndarray], parsed: InferRequest) -> Response:
     """JSON tensors, or a JSON header followed by raw bytes for outputs asked as binary."""
     entries: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name in parsed.outputs:
-        value = np.ascontiguousarray(outputs[name], dtype=np.float32)
-        entry: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(value.shape)}
-        if name in parsed.binary_outputs:
-            raw = value.astype("<f4", copy=False).tobytes()
+        if name in parsed.classes:
+            classes = top_classes(outputs[name], parsed.classes[name], item.contract.labels, name)
+            entry, raw = _bytes_entry(name, classes, name in parsed.binary_outputs)
+        else:
+            entry, raw = _fp32_entry(name, outputs[name], name in parsed.binary_outputs)
+        if raw is not None:
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
-        else:
-            entry["data"] = value.ravel().tolist()
         entries.append(entry)
     answer: dict[str, Any] = {"model_name": item.name, "model_version": item.version, "outputs": entries}
     if parsed.request_id is not None:
@@ -144,25 +170,65 @@ def infer_response(item: ServedModel, outputs: dict[str, np.ndarray], parsed: In
                     headers={HEADER_LENGTH: str(len(header))})
 
 
-def _tensor_array(tensor: dict[str, Any], binary: bytes) -> np.ndarray:
-    shape, datatype = tensor.get("shape"), tensor.get("datatype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise MalformedRequestError(f"expected input shape as a list of non-negative integers, received "
-                                    f"{shape!r}", expected="list of integers", received=repr(shape))
-    if datatype not in NUMERIC_DATATYPES:
-        raise DtypeError(f"input datatype {datatype!r} cannot become FP32, expected one of "
-                         f"{sorted(NUMERIC_DATATYPES)}", expected="FP32", received=repr(datatype))
-    dtype = NUMERIC_DATATYPES[datatype]
-    count = int(np.prod(shape))
-    parameters = tensor.get("parameters") or {}
+def check_input_names(names: list[Any], contract: InputContract) -> None:
+    """Refuses (400) anything but exactly one input named as the model's input (both front doors)."""
+    if names != [contract.input_name]:
+        raise MalformedRequestError(f"expected exactly one input named {contract.input_name!r}, "
+                                    f"received {names}", expected=[contract.input_name], received=names)
+
+
+def tensor_dtype(shape: Any, datatype: Any) -> np.dtype[Any]:
+    """The NumPy dtype of an input tensor's datatype, after checking its shape (both front doors).
+
+    Raises:
+        MalformedRequestError: the shape is not a list of at most ``MAX_ARRAY_RANK`` non-negative
+            integers (400).
+        DtypeError: a datatype that cannot become FP32 (422).
+    """
+    if (not isinstance(shape, list) or len(shape) > MAX_ARRAY_RANK
+            or not all(type(d) is int and 0 <= d < 2**63 for d in shape)):  # type(): True is an int
+        raise MalformedRequestError(f"expected input shape as a list of at most {MAX_ARRAY_RANK} "
+                                    f"non-negative integers, received {_short(shape)}",
+                                    expected="list of integers", received=_short(shape))
+    if not isinstance(datatype, str) or datatype not in NUMERIC_DATATYPES:
+        raise DtypeError(f"input datatype {_short(datatype)} cannot become FP32, expected one of "
+                         f"{sorted(NUMERIC_DATATYPES)}", expected="FP32", received=_short(datatype))
+    return NUMERIC_DATATYPES[datatype]
+
+
+def _fp32_entry(name: str, array: np.ndarray, binary: bool) -> tuple[dict[str, Any], bytes | None]:
+    value = np.ascontiguousarray(array, dtype="<f4")
+    entry: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(value.shape)}
+    if binary:
+        return entry, value.tobytes()
+    entry["data"] = value.ravel().tolist()
+    return entry, None
+
+
+def _bytes_entry(name: str, array: np.ndarray, binary: bool) -> tuple[dict[str, Any], bytes | None]:
+    """A BYTES tensor: JSON strings, or binary as 4-byte little-endian length + bytes per element."""
+    elements = [bytes(e) for e in array.ravel()]
+    entry: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": list(array.shape)}
+    if binary:
+        return entry, b"".join(struct.pack("<I", len(e)) + e for e in elements)
+    entry["data"] = [e.decode() for e in elements]
+    return entry, None
+
+
+def _tensor_array(tensor: dict[str, Any], binary: Body | memoryview) -> np.ndarray:
+    shape: Any = tensor.get("shape")
+    datatype = tensor.get("datatype")
+    dtype = tensor_dtype(shape, datatype)
+    count = math.prod(shape)  # a Python int: no overflow, however large the claim
+    parameters = _parameters(tensor, "the input")
     if "binary_data_size" in parameters:
         size = parameters["binary_data_size"]
-        if not isinstance(size, int) or size != count * dtype.itemsize or size > len(binary):
+        if type(size) is not int or size != count * dtype.itemsize or size > len(binary):
             raise MalformedRequestError(
-                f"binary input has binary_data_size {size!r} with {len(binary)} bytes after the header, "
-                f"expected {count * dtype.itemsize} bytes for shape {shape} of {datatype}",
-                expected=count * dtype.itemsize, received=size)
-        return np.frombuffer(binary[:size], dtype=dtype).reshape(shape)
+                f"binary input has binary_data_size {_short(size)} with {len(binary)} bytes after the "
+                f"header, expected {count * dtype.itemsize} bytes for shape {shape} of {datatype}",
+                expected=count * dtype.itemsize, received=_short(size))
+        return _reshaped(np.frombuffer(binary[:size], dtype=dtype), shape)
     if "data" not in tensor:
         raise MalformedRequestError('expected the input to have "data" or parameters.binary_data_size',
                                     expected="data")
@@ -173,37 +239,78 @@ def _tensor_array(tensor: dict[str, Any], binary: bytes) -> np.ndarray:
     if data.size != count:
         raise ShapeMismatchError(f"input data has {data.size} values, expected {count} for shape {shape}",
                                  expected=count, received=int(data.size))
-    return data.reshape(shape)
+    return _reshaped(data, shape)
+
+
+def _reshaped(data: np.ndarray, shape: list[int]) -> np.ndarray:
+    try:
+        return data.reshape(shape)
+    except ValueError as err:  # a zero-sized shape whose other dimensions NumPy cannot index
+        raise ShapeMismatchError(f"input shape {shape} cannot be built: {err}", expected="a valid shape",
+                                 received=shape) from err
 
 
 def _is_numeric_list(data: Any) -> bool:
     try:
         array = np.asarray(data)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError, RecursionError):
         return False
     return array.dtype.kind in "fiu"
 
 
+def _parameters(owner: dict[str, Any], where: str) -> dict[str, Any]:
+    """The ``parameters`` object of a request, tensor or output (absent or null: empty), or 400."""
+    parameters = owner.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise MalformedRequestError(f"expected the parameters of {where} to be an object, received "
+                                    f"{type(parameters).__name__}", expected="object",
+                                    received=type(parameters).__name__)
+    for flag in ("binary_data", "binary_data_output"):
+        if flag in parameters and type(parameters[flag]) is not bool:
+            raise MalformedRequestError(f"expected parameter {flag} of {where} to be true or false, "
+                                        f"received {_short(parameters[flag])}", expected="boolean",
+                                        received=_short(parameters[flag]))
+    return parameters
+
+
+def _short(value: Any) -> str:
+    """A value as a client sent it, cut to 80 characters for messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _requested_outputs(payload: dict[str, Any], contract: InputContract,
-                       parameters: dict[str, Any]) -> tuple[list[str], set[str]]:
+                       parameters: dict[str, Any]) -> tuple[list[str], set[str], dict[str, int]]:
     binary_default = bool(parameters.get("binary_data_output", False))
     requested = payload.get("outputs")
     if not requested:
         names = list(contract.output_names)
-        return names, set(names) if binary_default else set()
+        return names, set(names) if binary_default else set(), {}
     if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
         raise MalformedRequestError('expected "outputs" to be a list of objects', expected="list")
     names = [o.get("name") for o in requested]
-    unknown = [n for n in names if n not in contract.output_names]
+    check_output_names(names, contract)
+    options = {o["name"]: _parameters(o, f"output {o['name']!r}") for o in requested}
+    binary = {name for name, p in options.items() if p.get("binary_data", binary_default)}
+    classes = {name: k for name, p in options.items() if (k := class_count(p, name)) is not None}
+    return [str(n) for n in names], binary, classes
+
+
+def check_output_names(names: list[Any], contract: InputContract) -> None:
+    """Refuses (400) requested outputs the model does not have (both front doors)."""
+    unknown = [n if isinstance(n, str) else _short(n) for n in names
+               if not isinstance(n, str) or n not in contract.output_names]
     if unknown:
         raise MalformedRequestError(f"unknown outputs {unknown}, expected names among "
                                     f"{list(contract.output_names)}",
                                     expected=list(contract.output_names), received=unknown)
-    binary = {o["name"] for o in requested
-              if (o.get("parameters") or {}).get("binary_data", binary_default)}
-    return [str(n) for n in names], binary
 
 
 def _request_id(payload: dict[str, Any]) -> str | None:
     value = payload.get("id")
-    return None if value is None else str(value)
+    if value is None or isinstance(value, str):
+        return value
+    raise MalformedRequestError(f"expected the request id to be a string, received {_short(value)}",
+                                expected="string", received=_short(value))

@@ -2,6 +2,6 @@
 request arrays into one batch and splits the outputs back."""
 
 from service.batching.merge import merge_requests, split_outputs
-from service.batching.queue import BatchObserver, DynamicBatcher
+from service.batching.queue import BatchObserver, BatchTiming, DynamicBatcher
 
-__all__ = ["BatchObserver", "DynamicBatcher", "merge_requests", "split_outputs"]
+__all__ = ["BatchObserver", "BatchTiming", "DynamicBatcher", "merge_requests", "split_outputs"]

@@ -4,7 +4,9 @@ One :class:`DynamicBatcher` serves one model. ``submit`` puts a validated reques
 bounded queue and awaits its future. A worker task takes the oldest request, waits up to
 ``max_delay_s`` for more (or until ``max_batch_size`` instances are queued), merges them, runs the
 model in a thread of its own (so the event loop keeps serving health checks and new requests),
-and resolves every future with its exact rows. When a run fails, every request of that batch
+and resolves every future with its exact rows. With ``concurrency`` above 1, that many workers
+take batches from the same queue and run them at once (one session each, see
+``service.runtime.InstancePool``). When a run fails, every request of that batch
 gets the exception. A request whose deadline passes, or whose client goes away, is cancelled and
 skipped if it has not run yet.
 """
@@ -43,6 +45,26 @@ class BatchObserver(Protocol):
     def queue_changed(self, depth: int) -> None:
         """Called whenever the number of waiting requests changes."""
 
+    def batch_timed(self, timing: BatchTiming) -> None:
+        """Called after each successful run with where its requests' time went."""
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    """Where the time of one batch went: queueing per request, then the batch's compute.
+
+    Attributes:
+        queue_s: for each request of the batch, its wait from submission until the batch was taken.
+        input_s: merging the requests into one array.
+        infer_s: the model run.
+        output_s: splitting the outputs back into each request's rows.
+    """
+
+    queue_s: tuple[float, ...]
+    input_s: float
+    infer_s: float
+    output_s: float
+
 
 @dataclass
 class _Waiting:
@@ -67,47 +89,56 @@ class DynamicBatcher:
         max_queue: most requests waiting; one more gets :class:`QueueFullError` (503).
         observer: optional receiver of batch and queue events.
         name: used in error messages.
+        concurrency: batches run at once, each in a worker thread of its own; ``run`` must
+            then be safe to call from that many threads (an ``InstancePool`` of as many sessions).
     """
 
     def __init__(self, run: RunBatch, *, max_batch_size: int = 64, max_delay_s: float = 0.0,
-                 max_queue: int = 1024, observer: BatchObserver | None = None, name: str = "model") -> None:
+                 max_queue: int = 1024, observer: BatchObserver | None = None, name: str = "model",
+                 concurrency: int = 1) -> None:
         if max_batch_size < 1:
             raise ValueError(f"expected max_batch_size >= 1, received {max_batch_size}")
         if max_delay_s < 0:
             raise ValueError(f"expected max_delay_s >= 0, received {max_delay_s}")
         if max_queue < 1:
             raise ValueError(f"expected max_queue >= 1, received {max_queue}")
+        if concurrency < 1:
+            raise ValueError(f"expected concurrency >= 1, received {concurrency}")
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
         self._observer = observer
         self.name = name
+        self.concurrency = concurrency
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self._wakeup: asyncio.Event | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Starts the worker task on the running event loop (idempotent)."""
-        if self._worker is not None:
+        """Starts the worker tasks on the running event loop (idempotent)."""
+        if self._workers:
             return
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lc2d-{self.name}")
-        self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+        self._executor = ThreadPoolExecutor(max_workers=self.concurrency,
+                                            thread_name_prefix=f"lc2d-{self.name}")
+        loop = asyncio.get_running_loop()
+        self._workers = [loop.create_task(self._work(), name=f"batcher-{self.name}-{i}")
+                         for i in range(self.concurrency)]
 
     async def close(self) -> None:
         """Stops accepting requests, runs everything already queued, then stops the worker."""
         self._closing = True
-        if self._worker is None:
+        if not self._workers:
             return
         assert self._wakeup is not None
         self._wakeup.set()
-        await self._worker
-        self._worker = None
+        await asyncio.gather(*self._workers)
+        self._workers = []
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
@@ -139,7 +170,7 @@ class DynamicBatcher:
             DeadlineExceededError: no answer within ``timeout_s``.
             InferenceFailedError: the batch this request ran in failed.
         """
-        if self._closing or self._worker is None or self._wakeup is None:
+        if self._closing or not self._workers or self._wakeup is None:
             raise ModelNotReadyError(f"model {self.name!r} is not accepting requests (shutting down)")
         if len(self._waiting) >= self.max_queue:
             raise QueueFullError(f"model {self.name!r} has {len(self._waiting)} requests waiting "
@@ -214,27 +245,36 @@ class DynamicBatcher:
         resolves the requests' futures directly: an answer reaches its request one loop step
         after the run, not via an executor future and this task first.
         """
+        taken_at = time.monotonic()
         merged, sizes = merge_requests([item.batch for item in taken])
         started = time.monotonic()
+        waits = tuple(taken_at - item.enqueued_at for item in taken)
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
 
         def run_and_split() -> None:
+            timing = None
             try:
-                pieces, failure = split_outputs(self._run(merged), sizes), None
+                ran = time.monotonic()
+                outputs = self._run(merged)
+                split = time.monotonic()
+                pieces, failure = split_outputs(outputs, sizes), None
+                timing = BatchTiming(waits, started - taken_at, split - ran, time.monotonic() - split)
             except Exception as err:  # handed to every waiting caller; nobody hangs
                 pieces, failure = None, err
-            loop.call_soon_threadsafe(self._deliver, taken, pieces, failure, finished, len(merged), started)
+            loop.call_soon_threadsafe(self._deliver, taken, pieces, failure, finished, len(merged), started,
+                                      timing)
 
         assert self._executor is not None
         try:
             self._executor.submit(run_and_split)
         except RuntimeError as err:  # the executor is shut down
-            self._deliver(taken, None, err, finished, len(merged), started)
+            self._deliver(taken, None, err, finished, len(merged), started, None)
         await finished
 
     def _deliver(self, taken: list[_Waiting], pieces: list[Outputs] | None, failure: Exception | None,
-                 finished: asyncio.Future[None], size: int, started: float) -> None:
+                 finished: asyncio.Future[None], size: int, started: float,
+                 timing: BatchTiming | None) -> None:
         """On the loop: resolves each request with its rows, or every request with the failure."""
         if pieces is None:
             error = failure if isinstance(failure, ServiceError) else InferenceFailedError(
@@ -247,8 +287,10 @@ class DynamicBatcher:
                 if not item.future.done():
                     item.future.set_result(piece)
             if self._observer is not None:  # after the answers: their tasks run first
-                asyncio.get_running_loop().call_soon(self._observer.batch_ran, size, len(taken),
-                                                     time.monotonic() - started)
+                loop = asyncio.get_running_loop()
+                loop.call_soon(self._observer.batch_ran, size, len(taken), time.monotonic() - started)
+                if timing is not None:
+                    loop.call_soon(self._observer.batch_timed, timing)
         finished.set_result(None)
 
     def _expire(self, future: asyncio.Future[Outputs], timeout_s: float) -> None:

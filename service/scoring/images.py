@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from service.contract import InputContract
+from service.model_format import Key
 from service.scoring.errors import ScoringInputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-PIXEL_SCALE_KEY = "lc2d.pixel_scale"
+PIXEL_SCALE_KEY = Key.PIXEL_SCALE
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
@@ -83,7 +84,11 @@ def read_image(path: Path, layout: ImageLayout) -> np.ndarray:
             picture = image.convert(_MODES[layout.channels]).resize(
                 (layout.width, layout.height),
                 Image.Resampling.BOX if shrinks else Image.Resampling.BILINEAR)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except Image.DecompressionBombError as err:  # more pixels than Pillow agrees to decode
+        raise ScoringInputError(f"expected a PNG or JPEG image of at most {Image.MAX_IMAGE_PIXELS:,} "
+                                f"pixels, received {str(path)!r}, which Pillow refuses as a "
+                                f"decompression bomb ({err})") from err
+    except (UnidentifiedImageError, OSError, ValueError, MemoryError) as err:
         raise ScoringInputError(f"expected a PNG or JPEG image, received {str(path)!r}, which Pillow "
                                 f"cannot read ({err})") from err
     pixels = np.asarray(picture, dtype=np.float32).reshape(layout.height, layout.width, layout.channels)

@@ -14,53 +14,85 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from service.runtime import load_model
+from service.providers import Device
+from service.scoring.engines import ENGINES, EngineName
 from service.scoring.errors import ScoringInputError
-from service.scoring.local import score_local
-from service.scoring.scorer import BatchScorer, check_source
+from service.scoring.scorer import check_source, pick_output
 from service.scoring.sources import RowSource, open_source
 from service.scoring.writer import NpyRowWriter, WriterStats
 
-Engine = Literal["local", "ray"]
-ENGINES: tuple[str, ...] = ("local", "ray")
 
-
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(use_attribute_docstrings=True))
 class ScoringJob:
-    """Everything ``lc2d score`` was asked to do.
+    """Everything ``lc2d score`` was asked to do; its options are generated from these fields.
 
-    Attributes:
-        model_path: the ``.onnx`` model.
-        input_path: ``.npy``, ``.npz`` or image folder.
-        output_path: the ``.npy`` to write.
-        batch_size: rows per ONNX Runtime call.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        threads: ONNX Runtime intra-op threads (per actor with Ray); ``None``: ORT decides
-            (local) or 1 (Ray).
-        key: the ``.npz`` array to score.
-        output_name: the model output to write; ``None``: the first.
-        allow_non_finite: accept NaN / Inf inputs, as the server's setting of that name.
-        engine: ``"local"`` or ``"ray"``.
-        ray_address: the Ray cluster to join; ``None`` starts a local instance.
-        actors: Ray actor pool size.
+    Raises:
+        pydantic.ValidationError (a ValueError): a value out of range, an output that is not
+            ``.npy``, a Ray address without the Ray engine.
     """
 
     model_path: Path
+    """The .onnx model (as written by lc2d export)."""
+
     input_path: Path
+    """.npy file (read a batch at a time, any size), .npz file (see --key) or a folder of PNG/JPEG
+    images (file-name order)."""
+
     output_path: Path
-    batch_size: int = 256
-    device: str = "auto"
-    threads: int | None = None
+    """The .npy to write; OUTPUT.summary.json (and OUTPUT.order.txt for image folders) go next to it."""
+
+    batch_size: int = Field(default=256, gt=0)
+    """Rows per ONNX Runtime call; bounds memory."""
+
+    device: Device = "auto"
+    """auto (CUDA when available), cpu, cuda or tensorrt."""
+
+    threads: int | None = Field(default=None, gt=0)
+    """ONNX Runtime intra-op threads (per actor with the Ray engine, 1 there by default); unset lets
+    ONNX Runtime decide."""
+
     key: str | None = None
+    """The array of a .npz to score; optional when it holds one array."""
+
     output_name: str | None = None
+    """The model output to write; unset: the first graph output."""
+
     allow_non_finite: bool = False
-    engine: str = "local"
+    """Accept NaN and infinities (refused by default, as by the server)."""
+
+    engine: EngineName = "local"
+    """local (one process) or ray (Ray Data, actor pool)."""
+
     ray_address: str | None = None
-    actors: int = 2
+    """Ray cluster to join (e.g. ray://head:10001); unset starts a local Ray instance."""
+
+    actors: int = Field(default=2, gt=0)
+    """ONNX Runtime actors (one session each) with the Ray engine."""
+
+    overwrite: bool = False
+    """Replace an existing output (and its summary and order files); without it an existing output
+    is refused, so that an old result is never mistaken for this run's."""
+
+    @field_validator("output_path")
+    @classmethod
+    def _npy_output(cls, value: Path) -> Path:
+        if value.suffix != ".npy":
+            raise ValueError("expected a path ending in .npy")
+        return value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address_needs_ray(cls, value: str | None, info: ValidationInfo) -> str | None:
+        engine = info.data.get("engine")
+        if value is not None and engine != "ray":
+            raise ValueError(f"expected together with the ray engine, received engine {engine!r}")
+        return value
 
     @property
     def summary_path(self) -> Path:
@@ -124,9 +156,12 @@ class OutputSink:
         self.on_write: Callable[[WriterStats], None] | None = None
 
     def __call__(self, start: int, values: np.ndarray) -> None:
-        if self.writer is None:
-            self.writer = NpyRowWriter(self.path, self.rows, values.shape[1:], values.dtype)
-        self.writer.write(start, values)
+        try:
+            if self.writer is None:
+                self.writer = NpyRowWriter(self.path, self.rows, values.shape[1:], values.dtype)
+            self.writer.write(start, values)
+        except OSError as err:  # a full disk, a path that became unwritable
+            raise output_error(self.path, err) from err
         if self.on_write is not None:
             self.on_write(self.writer.stats)
 
@@ -149,71 +184,79 @@ def run_scoring_job(job: ScoringJob, progress: Progress | None = None,
     """
     began = time.perf_counter()
     _check_paths(job)
-    model = load_model(job.model_path, job.device, 1 if job.engine == "ray" else job.threads)
-    scorer = BatchScorer.for_model(model, job.output_name, job.allow_non_finite)
-    source = open_source(job.input_path, model.contract, job.key)
-    check_source(model.contract, source)
-    sink = OutputSink(job.output_path, source.shape[0])
-    sink.on_write = on_write
-    if progress is not None:
-        progress.start(source.shape[0], source.description)
-    scoring_began = time.perf_counter()
+    engine = ENGINES[job.engine](job)
+    contract = engine.contract  # what the file says; each engine's BatchScorer applies the NaN policy
+    output_name = pick_output(contract, job.output_name)
+    source = open_source(job.input_path, contract, job.key)
     try:
-        count = _run_engine(job, scorer, source, sink, progress)
-        assert sink.writer is not None
-        writes = sink.writer.stats.writes
-        sink.writer.commit()
+        check_source(contract, source)
+        sink = OutputSink(job.output_path, source.shape[0])
+        sink.on_write = on_write
+        if progress is not None:
+            progress.start(source.shape[0], source.description)
+        scoring_began = time.perf_counter()
+        try:
+            count = engine.score(source, output_name, sink, progress.advance if progress else None)
+            assert sink.writer is not None
+            writes = sink.writer.stats.writes
+            sink.writer.commit()
+        finally:
+            if sink.writer is not None:
+                sink.writer.abort()  # no-op after commit; deletes the partial file after a failure
     finally:
-        if sink.writer is not None:
-            sink.writer.abort()  # no-op after commit; deletes the partial file after a failure
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
+        source.close()
     scoring_time = time.perf_counter() - scoring_began
-    order_file = _write_order(job, source)
     summary = ScoringSummary(
-        count=count, output_shape=list(sink.writer.shape), output_name=scorer.output_name,
+        count=count, output_shape=list(sink.writer.shape), output_name=output_name,
         throughput_rows_per_s=count / scoring_time if scoring_time > 0 else 0.0,
         scoring_time_s=scoring_time, wall_time_s=time.perf_counter() - began,
-        model=str(job.model_path), model_name=model.contract.model_name, providers=model.providers,
+        model=str(job.model_path), model_name=contract.model_name, providers=engine.providers,
         engine=job.engine, batch_size=job.batch_size, input=source.description,
-        output=str(job.output_path), writes=writes, order_file=order_file,
-        extra={"actors": job.actors, "ray_address": job.ray_address} if job.engine == "ray" else {})
-    job.summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        output=str(job.output_path), writes=writes, order_file=_write_order(job, source),
+        extra=engine.summary_extra())
+    try:
+        job.summary_path.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    except OSError as err:
+        raise output_error(job.summary_path, err) from err
     return summary
 
 
-def _run_engine(job: ScoringJob, scorer: BatchScorer, source: RowSource, sink: OutputSink,
-                progress: Progress | None) -> int:
-    on_rows = progress.advance if progress is not None else None
-    if job.engine == "local":
-        return score_local(scorer, source, job.batch_size, sink, on_rows)
-    from service.scoring.ray_engine import ActorSettings, score_with_ray
-
-    settings = ActorSettings(model_path=str(job.model_path.resolve()), device=job.device,
-                             threads=job.threads or 1, output_name=scorer.output_name,
-                             allow_non_finite=job.allow_non_finite, batch_size=job.batch_size)
-    return score_with_ray(settings, source, sink, actors=job.actors, address=job.ray_address,
-                          on_rows=on_rows)
+def output_error(path: Path, err: OSError) -> ScoringInputError:
+    """One line for an output that cannot be written (exit code 2)."""
+    return ScoringInputError(f"-o/--output: expected a writable path, received {str(path)!r}: "
+                             f"{err.strerror or err}")
 
 
 def _check_paths(job: ScoringJob) -> None:
-    if job.engine not in ENGINES:
-        raise ScoringInputError(f"--engine: expected one of {list(ENGINES)}, received {job.engine!r}")
-    if job.output_path.suffix != ".npy":
-        raise ScoringInputError(f"-o/--output: expected a path ending in .npy, received "
-                                f"{str(job.output_path)!r}")
-    if job.batch_size <= 0 or job.actors <= 0:
-        raise ScoringInputError(f"expected a positive --batch-size and --actors, received "
-                                f"{job.batch_size} and {job.actors}")
-    if job.input_path.exists() and job.output_path.resolve() == job.input_path.resolve():
+    """Refuses outputs that cannot be written or would hide an earlier result, before any work."""
+    output = job.output_path
+    if job.input_path.exists() and output.resolve() == job.input_path.resolve():
         raise ScoringInputError(f"-o/--output must differ from the input, received "
-                                f"{str(job.output_path)!r} for both")
+                                f"{str(output)!r} for both")
+    if output.is_dir():
+        raise ScoringInputError(f"-o/--output: expected a file path, received {str(output)!r}, a directory")
+    earlier = [path for path in (output, job.summary_path, job.order_path) if path.exists()]
+    if earlier and not job.overwrite:
+        raise ScoringInputError(f"-o/--output: {str(output)!r} exists from an earlier run "
+                                f"({', '.join(path.name for path in earlier)}); expected a new path, "
+                                "or --overwrite to replace it")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        for path in earlier:  # gone before scoring starts: a failed run leaves no old result behind
+            path.unlink()
+        probe = output.with_name(output.name + ".partial")
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise output_error(output, err) from err
 
 
 def _write_order(job: ScoringJob, source: RowSource) -> str | None:
     names = source.row_names
     if names is None:
         return None
-    job.order_path.write_text("".join(f"{name}\n" for name in names))
+    try:
+        job.order_path.write_text("".join(f"{name}\n" for name in names))
+    except OSError as err:
+        raise output_error(job.order_path, err) from err
     return str(job.order_path)

@@ -14,11 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from service.scoring.scorer import BatchScorer, batch_bounds
+from service.scoring.scorer import BatchScorer, ResultSink, batch_bounds
 from service.scoring.sources import RowSource
-
-ResultSink = Callable[[int, np.ndarray], None]
-"""Receives ``(first_row, outputs)`` for each scored batch."""
 
 
 def score_local(scorer: BatchScorer, source: RowSource, batch_size: int, sink: ResultSink,

@@ -28,11 +28,11 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockAccessor, BlockMetadata
 
 from service.errors import ServiceError
+from service.ray_cluster import connect_ray
 from service.runtime import load_model
-from service.scoring.scorer import BatchScorer, batch_bounds, find_service_error
+from service.scoring.scorer import BatchScorer, ResultSink, batch_bounds, find_service_error
 from service.scoring.sources import RowSource
 
-ResultSink = Callable[[int, np.ndarray], None]
 ERROR_COLUMN = "service_error"
 READ_TASKS_PER_ACTOR = 4
 
@@ -189,17 +189,14 @@ def _iter_batches(dataset: Any) -> Iterator[dict[str, np.ndarray]]:
 
 
 def _init_ray(address: str | None, actors: int) -> bool:
-    """Starts or joins Ray unless already initialised; returns whether this call started it."""
+    """Starts or joins Ray unless already initialised; returns whether this call started it.
+
+    Raises:
+        RayClusterUnreachableError: ``address`` does not answer.
+    """
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    if ray.is_initialized():
-        return False
-    options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
-                               "log_to_driver": False}
-    if address is None:
-        # one logical CPU per actor plus one for the read tasks, or they would wait forever
-        options.update(num_cpus=actors + 1, object_store_memory=256 * 1024 * 1024)
-    ray.init(address=address, **options)
-    return True
+    # one logical CPU per actor plus one for the read tasks, or they would wait forever
+    return connect_ray(address, num_cpus=actors + 1, object_store_memory=256 * 1024 * 1024)

@@ -8,16 +8,19 @@ same row sent to ``/predict`` in a batch of the same composition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from service.contract import InputContract
+from service.contract import NO_LIMITS, InputContract, InputLimits
 from service.errors import InvalidInputError, ServiceError
 from service.runtime import LoadedModel
 from service.scoring.errors import ScoringInputError
 from service.scoring.sources import RowSource
+
+ResultSink = Callable[[int, np.ndarray], None]
+"""Receives ``(first_row, outputs)`` for each scored run of rows."""
 
 
 def batch_bounds(rows: int, batch_size: int, start: int = 0) -> Iterator[tuple[int, int]]:
@@ -50,12 +53,15 @@ class BatchScorer:
     """Validates and runs batches of one model, keeping one of its outputs.
 
     Attributes:
-        model: the loaded model (its contract carries the serving limits).
+        model: the loaded model.
         output_name: the graph output to keep.
+        limits: what each batch is checked against besides the contract (the NaN/Inf policy;
+            scoring sets no batch-size limit).
     """
 
     model: LoadedModel
     output_name: str
+    limits: InputLimits = NO_LIMITS
 
     @classmethod
     def for_model(cls, model: LoadedModel, output_name: str | None = None,
@@ -65,13 +71,9 @@ class BatchScorer:
         Raises:
             ScoringInputError: an output name the model does not have.
         """
-        names = list(model.contract.output_names)
-        if output_name is None:
-            output_name = names[0]
-        if output_name not in names:
-            raise ScoringInputError(f"--output-name: expected one of {names}, received {output_name!r}")
-        model.contract = model.contract.with_limits(allow_non_finite=allow_non_finite)
-        return cls(model=model, output_name=output_name)
+        output_name = pick_output(model.contract, output_name)
+        return cls(model=model, output_name=output_name,
+                   limits=InputLimits(allow_non_finite=allow_non_finite))
 
     def score(self, batch: np.ndarray, first_row: int = 0) -> np.ndarray:
         """Validates ``batch`` as ``/predict`` does and returns the kept output.
@@ -85,11 +87,25 @@ class BatchScorer:
             InferenceFailedError: ONNX Runtime failed.
         """
         try:
-            valid = self.model.contract.validate_batch(batch)
+            valid = self.model.contract.validate_batch(batch, self.limits)
         except InvalidInputError as err:
             raise type(err)(f"rows {first_row}..{first_row + len(batch) - 1}: {err.message}",
                             **err.details) from err
         return self.model.run(valid)[self.output_name]
+
+
+def pick_output(contract: InputContract, output_name: str | None) -> str:
+    """``output_name``, or the first graph output when None.
+
+    Raises:
+        ScoringInputError: an output name the model does not have.
+    """
+    names = list(contract.output_names)
+    if output_name is None:
+        return names[0]
+    if output_name not in names:
+        raise ScoringInputError(f"--output-name: expected one of {names}, received {output_name!r}")
+    return output_name
 
 
 def find_service_error(error: BaseException) -> ServiceError | None:

@@ -19,6 +19,7 @@ when pickled and reopened on first use.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import struct
 import zipfile
@@ -36,7 +37,11 @@ _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip local file header (PKZIP 
 
 
 class RowSource(Protocol):
-    """Rows to score, read a slice at a time."""
+    """Rows to score, read a slice at a time.
+
+    A source must pickle (a Ray read task carries it to a worker): it drops its open handles
+    when pickled (``__getstate__``) and reopens them on the next :meth:`read`.
+    """
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -60,6 +65,9 @@ class RowSource(Protocol):
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Returns rows ``[start, stop)`` as a new array."""
+
+    def close(self) -> None:
+        """Releases open files; a later :meth:`read` reopens them."""
 
 
 @dataclass
@@ -180,6 +188,9 @@ class ImageFolderRows:
             rows[i] = read_image(self.folder / name, self.layout)
         return rows
 
+    def close(self) -> None:
+        """Nothing to release: each image file is opened and closed as it is decoded."""
+
 
 def open_source(path: str | Path, contract: InputContract, key: str | None = None) -> RowSource:
     """Opens a scoring input without reading its data.
@@ -217,6 +228,7 @@ def open_npy(path: Path) -> NpyRows:
     """Reads the header of a ``.npy`` file (the data stays on disk)."""
     with open(path, "rb") as handle:
         shape, dtype, offset = _read_npy_header(handle, str(path))
+    _check_data_size(shape, dtype, path.stat().st_size - offset, str(path))
     return NpyRows(path=path, shape=shape, dtype=dtype, offset=offset, description=str(path))
 
 
@@ -236,6 +248,7 @@ def open_npz(path: Path, key: str | None) -> NpyRows:
             return _open_stored_member(path, info, description)
         with archive.open(info) as member:
             shape, dtype, offset = _read_npy_header(member, description)
+        _check_data_size(shape, dtype, info.file_size - offset, description)
     return NpyRows(path=path, shape=shape, dtype=dtype, offset=offset, member=info.filename,
                    description=description)
 
@@ -271,8 +284,10 @@ def _open_stored_member(path: Path, info: zipfile.ZipInfo, description: str) -> 
         handle.seek(info.header_offset)
         fields = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
         name_length, extra_length = fields[-2], fields[-1]
-        handle.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+        start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+        handle.seek(start)
         shape, dtype, offset = _read_npy_header(handle, description)
+    _check_data_size(shape, dtype, info.file_size - (offset - start), description)
     return NpyRows(path=path, shape=shape, dtype=dtype, offset=offset, description=description)
 
 
@@ -287,12 +302,29 @@ def _read_npy_header(handle: IO[bytes], where: str) -> tuple[tuple[int, ...], np
     except (ValueError, OSError, EOFError) as err:
         raise ScoringInputError(f"expected a .npy array, received {where!r}, whose header numpy "
                                 f"cannot read ({err})") from err
+    if np.dtype(dtype).hasobject:
+        raise ScoringInputError(f"expected an array of numbers, received Python objects (pickled data) in "
+                                f"{where!r}")
     if fortran_order and len(shape) > 1:
         raise ScoringInputError(f"expected a C-order (row-major) array, received a Fortran-order one in "
                                 f"{where!r}; rewrite it with np.save(path, np.ascontiguousarray(a))")
     if len(shape) == 0:
         raise ScoringInputError(f"expected an array with a batch axis, received a scalar in {where!r}")
     return tuple(int(d) for d in shape), np.dtype(dtype), handle.tell()
+
+
+def _check_data_size(shape: tuple[int, ...], dtype: np.dtype, available: int, where: str) -> None:
+    """Refuses a header that claims more data than follows it, before anything is allocated.
+
+    Memory then stays bounded by the batch size: a short file would otherwise be noticed only
+    after an output of the claimed row count had been created.
+    """
+    needed = math.prod(shape) * dtype.itemsize  # Python integers: no overflow, whatever the claim
+    if needed > available:
+        raise ScoringInputError(f"expected {where!r} to hold the {needed:,} data bytes its header "
+                                f"declares (shape {list(shape)}, {dtype.str}), received a file with "
+                                f"{max(available, 0):,} bytes after the header; it is truncated or its "
+                                "header is wrong")
 
 
 def _read_exactly(handle: IO[bytes], view: memoryview) -> int:

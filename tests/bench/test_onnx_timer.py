@@ -38,14 +38,18 @@ def test_interleaved_rotates_the_order_and_drops_failing_calls() -> None:
             raise RuntimeError("lost the device")
 
     policy = TimingPolicy(budget_s=1e-6, min_runs=3, max_runs=3, warmup=1)  # 1 warm-up + 1 run per round
-    results = interleaved([make("a"), None, make("c"), breaks_in_round_two], policy, rounds=3,
-                          release=[make("A")])  # after each share of a: an untimed run freeing memory
+    rounds_seen: list[int] = []
+    results, medians = interleaved([make("a"), None, make("c"), breaks_in_round_two], policy, rounds=3,
+                                   release=[make("A")],  # after each share of a: an untimed freeing run
+                                   between=lambda r, _: rounds_seen.append(r))
     # round r starts at position r of the calls still live: (a, c, d), (c, d, a), then (a, c)
     assert "".join(calls) == "aaA" + "cc" + "cc" + "aaA" + "aaA" + "cc"
     a, missing, c, d = results
     assert isinstance(a, Timing) and a.runs == 3 and isinstance(c, Timing) and c.runs == 3
     assert missing is None
     assert d == "RuntimeError: lost the device"
+    assert rounds_seen == [0, 1, 2]  # the stepwise hook runs before every round
+    assert [len(m) for m in medians] == [3, 0, 3, 1]  # one median per round each call completed
 
 
 def test_time_onnx_files_times_good_files_and_reports_broken_ones(tmp_path: Path) -> None:

@@ -18,23 +18,13 @@ from typing import Any
 import pytest
 
 from tests.deploy import container_files as cf
+from tests.deploy import image
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE_STAGE = "serve"
-HEALTH_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):(?P<port>\d+)(?P<path>/[^'\"\s]*)")
 CACHE_AND_BUILD_PATHS = (".venv", "artifacts", ".git", ".pytest_cache", ".ruff_cache", ".mypy_cache",
                          "models/__pycache__", "lc2d_serve.egg-info", "build", "dist")
 HEAVY_PACKAGES = ("tensorflow", "keras", "tf2onnx", "onnx", "tf-keras", "torch")
-
-
-@pytest.fixture(scope="module")
-def dockerfile() -> cf.Dockerfile:
-    return cf.parse_dockerfile(ROOT / "Dockerfile")
-
-
-@pytest.fixture(scope="module")
-def serve_stage(dockerfile: cf.Dockerfile) -> cf.Stage:
-    return dockerfile.stages[-1]
 
 
 @pytest.fixture(scope="module")
@@ -45,29 +35,6 @@ def compose() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
-
-
-def _cmd(stage: cf.Stage) -> list[str]:
-    cmd = stage.last("CMD")
-    assert cmd is not None, "the serving stage has no CMD"
-    args = cmd.json_args()
-    assert args is not None, f"CMD must be exec form (a JSON array) so signals reach lc2d; got {cmd.value!r}"
-    return args
-
-
-def _healthcheck_url(stage: cf.Stage) -> re.Match[str]:
-    check = stage.last("HEALTHCHECK")
-    assert check is not None, "the serving stage has no HEALTHCHECK"
-    match = HEALTH_URL.search(check.value)
-    assert match is not None, f"no http://127.0.0.1:PORT/PATH in HEALTHCHECK {check.value!r}"
-    return match
-
-
-def _serve_args(argv: list[str]) -> Any:
-    from lc2d.cli import build_parser
-
-    assert argv[0] == "lc2d", f"expected the lc2d console script, received {argv[0]!r}"
-    return build_parser().parse_args(argv[1:])
 
 
 # --- Dockerfile --------------------------------------------------------------------------------
@@ -81,23 +48,21 @@ def test_parse_dockerfile_serving_stage_is_last(dockerfile: cf.Dockerfile) -> No
 def test_cmd_entry_point_is_the_lc2d_console_script(serve_stage: cf.Stage, pyproject: dict[str, Any]) -> None:
     import lc2d.cli
 
-    assert _cmd(serve_stage)[0] in pyproject["project"]["scripts"]
+    assert image.cmd(serve_stage)[0] in pyproject["project"]["scripts"]
     module, _, function = pyproject["project"]["scripts"]["lc2d"].partition(":")
     assert module == "lc2d.cli" and callable(getattr(lc2d.cli, function))
 
 
 def test_cmd_parses_as_lc2d_serve_on_all_interfaces(serve_stage: cf.Stage) -> None:
-    args = _serve_args(_cmd(serve_stage))
-    assert args.verb == "serve"
-    assert (args.host, args.model_repository) == ("0.0.0.0", Path("/models"))
+    settings = image.serve_settings(image.cmd(serve_stage))
+    assert (settings.host, settings.model_repository) == ("0.0.0.0", Path("/models"))
 
 
-def test_expose_port_matches_cmd_and_healthcheck_port(serve_stage: cf.Stage) -> None:
-    expose = serve_stage.last("EXPOSE")
-    assert expose is not None
-    exposed = int(expose.value.split("/")[0])
-    assert exposed == _serve_args(_cmd(serve_stage)).port
-    assert exposed == int(_healthcheck_url(serve_stage).group("port"))
+def test_expose_ports_match_cmd_http_and_grpc_ports_and_healthcheck_port(serve_stage: cf.Stage) -> None:
+    http, grpc = image.exposed_ports(serve_stage)
+    settings = image.serve_settings(image.cmd(serve_stage))
+    assert (http, grpc) == (settings.port, settings.grpc_port)
+    assert http == int(image.healthcheck_url(serve_stage).group("port"))
 
 
 def test_healthcheck_path_is_the_readiness_route_of_the_app(serve_stage: cf.Stage) -> None:
@@ -106,8 +71,8 @@ def test_healthcheck_path_is_the_readiness_route_of_the_app(serve_stage: cf.Stag
     from service.app import create_app
     from service.settings import ServeSettings
 
-    path = _healthcheck_url(serve_stage).group("path")
-    app = create_app(ServeSettings(model_repository=Path("/models")), served=[])
+    path = image.healthcheck_url(serve_stage).group("path")
+    app = create_app(ServeSettings(model_repository=Path("/models")), load_models=False)
     assert "get" in app.openapi()["paths"].get(path, {}), f"{path} is not a GET route of the app"
     with TestClient(app) as client:  # no model loaded: the readiness route must say "not ready"
         answer = client.get(path)
@@ -218,12 +183,14 @@ def test_gpu_build_arg_refuses_values_other_than_1(serve_stage: cf.Stage, value:
 
 # --- docker-compose.yml ------------------------------------------------------------------------
 
-def test_compose_serve_publishes_the_exposed_port(compose: dict[str, Any], serve_stage: cf.Stage) -> None:
-    expose = serve_stage.last("EXPOSE")
-    assert expose is not None
+def test_compose_serve_publishes_the_exposed_ports_on_distinct_host_ports(compose: dict[str, Any],
+                                                                          serve_stage: cf.Stage) -> None:
+    host_ports: list[str] = []
     for name in ("serve", "serve-gpu"):
         ports = cf.with_defaults(compose["services"][name]["ports"])
-        assert [p.rsplit(":", 1)[1] for p in ports] == [expose.value.split("/")[0]]
+        assert [int(p.rsplit(":", 1)[1]) for p in ports] == image.exposed_ports(serve_stage)
+        host_ports += [p.rsplit(":", 1)[0] for p in ports]
+    assert len(set(host_ports)) == len(host_ports), f"both profiles up at once would clash: {host_ports}"
 
 
 def test_compose_healthcheck_matches_dockerfile(compose: dict[str, Any], serve_stage: cf.Stage) -> None:
@@ -237,7 +204,7 @@ def test_compose_healthcheck_matches_dockerfile(compose: dict[str, Any], serve_s
 
 def test_compose_volume_mounts_the_cmd_model_repository(compose: dict[str, Any],
                                                         serve_stage: cf.Stage) -> None:
-    repository = str(_serve_args(_cmd(serve_stage)).model_repository)
+    repository = str(image.serve_settings(image.cmd(serve_stage)).model_repository)
     for name in ("serve", "serve-gpu", "score"):
         targets = [v.split(":")[1] for v in cf.with_defaults(compose["services"][name]["volumes"])]
         assert repository in targets, f"{name} does not mount {repository}"
@@ -289,7 +256,7 @@ def test_compose_score_job_runs_lc2d_score(compose: dict[str, Any]) -> None:
         import lc2d.commands.score  # noqa: F401  (written in parallel; parse only when it exists)
     except ModuleNotFoundError:
         pytest.skip("lc2d.commands.score is not written yet")
-    args = _serve_args(command)
+    args = image.cli_args(command)
     assert args.verb == "score"
 
 

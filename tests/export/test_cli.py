@@ -84,3 +84,16 @@ def test_cli_export_bad_opset_exits_2(digits_keras: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(digits_keras), "-o", str(tmp_path / "m.onnx"), "--opset", "13"]) == 2
     assert "Expected an integer of at least 17" in capsys.readouterr().err
+
+
+def test_cli_export_of_a_keras_2_h5_file_points_to_import_legacy(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import h5py
+
+    legacy = tmp_path / "model.h5"
+    with h5py.File(legacy, "w") as file:  # any HDF5 file: refused before Keras reads it
+        file.attrs["keras_version"] = "2.15.0"
+    assert main(["export", str(legacy), "-o", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "HDF5" in err
+    assert f"lc2d import-legacy {legacy} -o {tmp_path / 'model.keras'}" in err

@@ -13,14 +13,11 @@ import numpy as np
 import onnx
 import pytest
 
+from models.comparison import relative_error
 from tests.export.onnx_checks import keras_predict, random_input, run_onnx
 from tests.export.test_lowerings import lc_stack
 
 MEASURED_INT8_ERROR = 0.03  # normwise; about 0.01 seen on these models, the check allows 0.05
-
-
-def normwise_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
@@ -40,7 +37,7 @@ def test_int8_lc_stack_is_close_to_keras_and_each_answer_is_independent_of_its_b
     spread = np.array([1, 10, 0.1, 1, 3, 1], np.float32).reshape(-1, 1, 1, 1)  # unlike ranges
     x = random_input(export_rng, model, batch=6) * spread
     (together,) = run_onnx(path, x)
-    assert normwise_error(together, keras_predict(model, x)) < MEASURED_INT8_ERROR
+    assert relative_error(together, keras_predict(model, x)) < MEASURED_INT8_ERROR
     alone = np.concatenate([run_onnx(path, x[i:i + 1])[0] for i in range(len(x))])
     np.testing.assert_array_equal(alone, together)  # per-instance scales: batch-mates change nothing
 
@@ -59,7 +56,7 @@ def test_int8_all_zero_instance_gives_exactly_the_bias(tmp_path: Path,
     x = np.concatenate([np.zeros((1, 6, 5, 2), np.float32), random_input(export_rng, model, batch=1)])
     (y,) = run_onnx(path, x)
     np.testing.assert_array_equal(y[0], keras_predict(model, x[:1])[0])  # zero inputs: the bias, exactly
-    assert normwise_error(y[1:], keras_predict(model, x[1:])) < MEASURED_INT8_ERROR
+    assert relative_error(y[1:], keras_predict(model, x[1:])) < MEASURED_INT8_ERROR
 
 
 def test_quantize_kernel_rounds_each_row_to_half_a_step(export_rng: np.random.Generator) -> None:

@@ -36,7 +36,7 @@ def test_export_metadata_describes_model_without_keras(tmp_path: Path) -> None:
                        "nodes": layers[0]["nodes"]}]
     versions = json.loads(meta["lc2d.versions"])
     assert versions["keras"] == keras.__version__ and versions["onnx"] == onnx.__version__
-    assert {"lc2d", "onnxruntime", "tensorflow", "numpy"} <= set(versions)
+    assert {"lc2d-serve", "onnxruntime", "tensorflow", "numpy", "python"} <= set(versions)
     parity = float(meta["lc2d.parity_max_rel_error"])
     assert 0 <= parity < 1e-4 and parity == float(f"{report.parity_max_rel_error:.3e}")
     assert meta["lc2d.lowering_requested"] == "implementation" and meta["lc2d.opset"] == "20"

@@ -19,7 +19,7 @@ from lc2d.cli import main
 from models import LocallyConnected2D, model_labels
 from models.legacy import (
     LegacyImportError,
-    UnsupportedLayersError,
+    UnsupportedLegacyLayersError,
     compare_with_tf_keras,
     import_legacy,
     read_legacy_h5,
@@ -187,7 +187,7 @@ def test_unsupported_layers_are_listed_at_once(tmp_path):
     ])
     path = tmp_path / "unsupported.h5"
     model.save(path)
-    with pytest.raises(UnsupportedLayersError) as err:
+    with pytest.raises(UnsupportedLegacyLayersError) as err:
         import_legacy(path)
     assert [name for name, _, _ in err.value.layers] == ["lc1d", "double", "gru"]
     for name in ("LocallyConnected1D", "Lambda", "GRU"):
@@ -265,3 +265,26 @@ def test_unknown_keras_2_config_keys_are_dropped_and_reported(tmp_path, rng):
 
     assert report.dropped_config_keys == {"local": ["keras2_only_option"]}
     assert rel_error(predict(imported, x), np.asarray(model(x))) <= RTOL
+
+
+def test_cli_import_legacy_compares_shapes_before_building_dense_kernels(tmp_path, rng, monkeypatch,
+                                                                        capsys):
+    import models.legacy as legacy
+
+    # digits-sized weights saved with implementation 2; seed_example at implementation 2 would
+    # allocate 6 GiB of dense kernels before the shapes could disagree.
+    model = tf_keras.Sequential([tf_keras.Input(shape=(8, 8, 1)),
+                                 L.LocallyConnected2D(4, 3, implementation=2, name="lc1")])
+    path = tmp_path / "weights.h5"
+    model.save_weights(path)
+    built = []
+    real = legacy.BUILDERS["seed_example"]
+    monkeypatch.setitem(legacy.BUILDERS, "seed_example",
+                        lambda **kwargs: built.append(kwargs["implementation"]) or real(**kwargs))
+    out = tmp_path / "m.keras"
+    assert main(["import-legacy", str(path), "-o", str(out), "--architecture", "seed_example"]) == 2
+    err = capsys.readouterr().err.strip()
+    # implementation 2's kernel layout: (input rows, cols, channels, output rows, cols, filters)
+    assert "\n" not in err and "'lc1' expects weights [(32, 32, 3, 30, 30, 64), (30, 30, 64)]" in err
+    assert "'lc2' has no weights in the file" in err
+    assert built == [1]  # only the cheap probe was built

@@ -1,4 +1,4 @@
-"""Fixtures of the scoring tests: tiny ONNX models (``onnx.helper``), random inputs, one Ray.
+"""Fixtures of the scoring tests: tiny ONNX models (``onnx.helper``), random inputs.
 
 The model is ``input [N, *shape] -> Flatten -> MatMul -> Add -> Softmax`` with random weights,
 two outputs (``probabilities`` then ``logits``) and the ``lc2d.*`` metadata of
@@ -7,8 +7,7 @@ docs/model-format.md; :class:`SoftmaxModel` keeps the weights for a NumPy refere
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
+from service.model_format import build_metadata
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,10 @@ def write_softmax_model(path: Path, *, instance_shape: tuple[int, ...] = (8, 8, 
         [numpy_helper.from_array(kernel, "kernel"), numpy_helper.from_array(bias, "bias")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    props = {"lc2d.format_version": "1", "lc2d.model_name": "scoring_test", "lc2d.input_name": "input",
-             "lc2d.input_shape": json.dumps(list(instance_shape)), "lc2d.input_dtype": "float32",
-             "lc2d.data_format": data_format,
-             "lc2d.output_names": json.dumps(["probabilities", "logits"]),
-             "lc2d.labels": json.dumps([str(i) for i in range(classes)]), "lc2d.layers": "[]",
-             "lc2d.versions": json.dumps({"lc2d": "0.1.0"}), "lc2d.parity_max_rel_error": "null",
-             **(extra_metadata or {})}
-    helper.set_model_props(model, props)
+    helper.set_model_props(model, build_metadata(
+        model_name="scoring_test", input_name="input", input_shape=instance_shape,
+        output_names=["probabilities", "logits"], data_format=data_format,
+        labels=[str(i) for i in range(classes)], versions={"lc2d-serve": "0.1.0"}, extra=extra_metadata))
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
@@ -94,13 +91,3 @@ def direct_ort_batches(model_path: Path, x: np.ndarray, batch_size: int,
 def direct_ort() -> Callable[..., np.ndarray]:
     """:func:`direct_ort_batches`."""
     return direct_ort_batches
-
-
-@pytest.fixture(scope="session")
-def ray_instance() -> Iterator[None]:
-    """One small local Ray instance for the whole test session (3 logical CPUs: 2 actors + reads)."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-             object_store_memory=128 * 1024 * 1024)
-    yield
-    ray.shutdown()

@@ -45,7 +45,7 @@ def test_score_output_equals_live_predict_for_the_same_batches(
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "lc2d", "serve", "--model", str(digits_model.path), "--host", "127.0.0.1",
-         "--port", str(port), "--device", "cpu", "--log-level", "warning"],
+         "--port", str(port), "--grpc-port", "0", "--device", "cpu", "--log-level", "warning"],
         cwd=REPO_ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

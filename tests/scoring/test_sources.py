@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import pickle
+import resource
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +70,47 @@ def test_open_npy_raises_for_fortran_order_and_garbage(tmp_path: Path) -> None:
         open_source(tmp_path / "g.npy", CONTRACT)
 
 
-def test_read_truncated_npy_raises(tmp_path: Path) -> None:
+def test_open_truncated_npy_raises_before_reading(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.ones((10, 8, 8, 1), dtype=np.float32))
     data = (tmp_path / "x.npy").read_bytes()
     (tmp_path / "x.npy").write_bytes(data[:-100])
+    with pytest.raises(ScoringInputError, match="the 2,560 data bytes .* 2,460 bytes after the header"):
+        open_source(tmp_path / "x.npy", CONTRACT)
+
+
+def test_read_npy_truncated_after_opening_raises(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.ones((10, 8, 8, 1), dtype=np.float32))
     source = open_source(tmp_path / "x.npy", CONTRACT)
+    data = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "x.npy").write_bytes(data[:-100])
     np.testing.assert_array_equal(source.read(0, 5), np.ones((5, 8, 8, 1)))
     with pytest.raises(ScoringInputError, match="truncated"):
         source.read(5, 10)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_open_header_claiming_terabytes_in_a_small_file_raises_without_allocating(tmp_path: Path,
+                                                                                  suffix: str) -> None:
+    header = {"descr": "<f4", "fortran_order": False, "shape": (10**12, 8, 8, 1)}
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    body = buffer.getvalue() + b"\x00" * 1024
+    path = tmp_path / f"x{suffix}"
+    if suffix == ".npy":
+        path.write_bytes(body)
+    else:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("x.npy", body)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ScoringInputError, match=r"to hold the 256,000,000,000,000 data bytes"):
+        open_source(path, CONTRACT)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100_000  # KiB: < 100 MB
+
+
+def test_open_npy_of_python_objects_raises(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(ScoringInputError, match="pickled data"):
+        open_source(tmp_path / "x.npy", CONTRACT)
 
 
 def test_open_image_folder_raises_when_it_has_no_images(tmp_path: Path) -> None:
@@ -133,3 +170,27 @@ def test_open_image_folder_raises_for_a_model_with_two_channels(tmp_path: Path) 
     contract = InputContract(input_name="input", instance_shape=(8, 8, 2))
     with pytest.raises(ScoringInputError, match="1, 3 or 4 channels"):
         open_source(tmp_path, contract)
+
+
+@pytest.mark.parametrize("kind", ["npy", "npz-stored", "npz-compressed", "images"])
+def test_every_source_pickles_closes_and_reads_again(tmp_path: Path, rng: np.random.Generator,
+                                                     kind: str) -> None:
+    pixels = rng.integers(0, 256, size=(6, 8, 8), dtype=np.uint8)
+    x = pixels.astype(np.float32)[..., None] / np.float32(255)
+    if kind == "images":
+        for i, image in enumerate(pixels):
+            Image.fromarray(image, mode="L").save(tmp_path / f"{i}.png")
+        path = tmp_path
+    elif kind == "npy":
+        np.save(path := tmp_path / "x.npy", x)
+    else:
+        save = np.savez if kind == "npz-stored" else np.savez_compressed
+        save(path := tmp_path / "x.npz", x=x)
+    source = open_source(path, CONTRACT)
+    np.testing.assert_array_equal(source.read(1, 3), x[1:3])  # opens its files
+    copy = pickle.loads(pickle.dumps(source))  # what a Ray read task does
+    np.testing.assert_array_equal(copy.read(2, 6), x[2:6])
+    source.close()
+    np.testing.assert_array_equal(source.read(0, 6), x)  # reopens after close
+    source.close()
+    copy.close()

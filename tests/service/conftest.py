@@ -24,6 +24,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from service.model_format import build_metadata
+
 
 @dataclass(frozen=True)
 class ClassifierWeights:
@@ -67,12 +69,9 @@ def write_classifier(path: Path, *, instance_shape: tuple[int, ...] = (8, 8, 1),
     model.ir_version = 8
     if with_metadata:
         labels = labels if labels is not None else [str(i) for i in range(classes)]
-        props = {"lc2d.format_version": "1", "lc2d.model_name": name, "lc2d.input_name": "input",
-                 "lc2d.input_shape": json.dumps(list(instance_shape)), "lc2d.input_dtype": "float32",
-                 "lc2d.data_format": "channels_last", "lc2d.output_names": json.dumps(["probabilities"]),
-                 "lc2d.labels": json.dumps(labels), "lc2d.layers": "[]",
-                 "lc2d.versions": json.dumps({"lc2d": "0.1.0"}), "lc2d.parity_max_rel_error": "null"}
-        helper.set_model_props(model, props)
+        helper.set_model_props(model, build_metadata(
+            model_name=name, input_name="input", input_shape=instance_shape, output_names=["probabilities"],
+            labels=labels, versions={"lc2d-serve": "0.1.0"}))
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
@@ -125,7 +124,8 @@ def plain_model(model_dir: Path) -> WrittenModel:
 
 @pytest.fixture(scope="session")
 def model_repository(model_dir: Path) -> dict[str, WrittenModel | Path]:
-    """A repository: tiny versions 1 and 2 (different weights), plain version 3, broken version 1."""
+    """A repository: tiny versions 1 and 2 (different weights, both served: its config.json says
+    ``{"version_policy": {"all": true}}``), plain version 3, broken version 1."""
     root = model_dir / "repository"
     v1 = root / "tiny" / "1" / "model.onnx"
     v2 = root / "tiny" / "2" / "model.onnx"
@@ -140,6 +140,7 @@ def model_repository(model_dir: Path) -> dict[str, WrittenModel | Path]:
     }
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"this is not an ONNX protobuf")
+    (root / "tiny" / "config.json").write_text(json.dumps({"version_policy": {"all": True}}))
     return models
 
 
@@ -150,13 +151,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m lc2d serve ...`` on 127.0.0.1 and a free port, waited until ready."""
+    """``python -m lc2d serve ...`` on 127.0.0.1, free HTTP and gRPC ports, waited until live."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()  # a later --grpc-port in args wins (argparse keeps the last)
+        self.grpc_address = f"127.0.0.1:{self.grpc_port}"
         command = [sys.executable, "-m", "lc2d", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--log-level", "warning", *args]
+                   "--grpc-port", str(self.grpc_port), "--log-level", "warning", *args]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -209,3 +212,9 @@ def start_server() -> Iterator[object]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def write_model() -> object:
+    """:func:`write_classifier`, for tests that build their own repositories."""
+    return write_classifier

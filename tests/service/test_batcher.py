@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.batching import DynamicBatcher, merge_requests, split_outputs
+from service.batching import BatchTiming, DynamicBatcher, merge_requests, split_outputs
 from service.errors import DeadlineExceededError, InferenceFailedError, ModelNotReadyError, QueueFullError
 
 
@@ -21,12 +21,16 @@ class Recorder:
     def __init__(self) -> None:
         self.sizes: list[int] = []
         self.depths: list[int] = []
+        self.timings: list[BatchTiming] = []
 
     def batch_ran(self, size: int, requests: int, seconds: float) -> None:
         self.sizes.append(size)
 
     def queue_changed(self, depth: int) -> None:
         self.depths.append(depth)
+
+    def batch_timed(self, timing: BatchTiming) -> None:
+        self.timings.append(timing)
 
 
 def submit_all(requests: list[np.ndarray], **options: Any) -> list[dict[str, np.ndarray]]:
@@ -213,7 +217,50 @@ def test_batcher_never_exceeds_max_batch_size_and_keeps_order(rng: np.random.Gen
     assert max(recorder.sizes) <= 5
 
 
-@pytest.mark.parametrize("kwargs", [{"max_batch_size": 0}, {"max_delay_s": -1.0}, {"max_queue": 0}])
+def test_batcher_with_concurrency_runs_that_many_batches_at_once() -> None:
+    # Each run waits until two runs are inside at the same time: one worker alone would time out.
+    both_inside = threading.Barrier(2, timeout=10)
+
+    def meets_another(batch: np.ndarray) -> dict[str, np.ndarray]:
+        both_inside.wait()
+        return doubled(batch)
+
+    async def scenario() -> list[dict[str, np.ndarray]]:
+        batcher = DynamicBatcher(meets_another, max_batch_size=1, concurrency=2)
+        batcher.start()
+        answers = await asyncio.gather(*(batcher.submit(np.full((1, 2), i, np.float32)) for i in range(4)))
+        await batcher.close()
+        return answers
+
+    for i, answer in enumerate(asyncio.run(scenario())):
+        np.testing.assert_array_equal(answer["twice"], np.full((1, 2), 2.0 * i))
+
+
+def test_batcher_reports_queue_time_apart_from_compute_time() -> None:
+    recorder = Recorder()
+
+    def slow(batch: np.ndarray) -> dict[str, np.ndarray]:
+        time.sleep(0.1)
+        return doubled(batch)
+
+    async def scenario() -> None:
+        batcher = DynamicBatcher(slow, max_batch_size=1, observer=recorder)
+        batcher.start()
+        await asyncio.gather(*(batcher.submit(np.ones((1, 2), np.float32)) for _ in range(2)))
+        await batcher.close()
+        await asyncio.sleep(0)  # the observer is called one loop step after the answers
+
+    asyncio.run(scenario())
+    first, second = recorder.timings
+    assert len(first.queue_s) == len(second.queue_s) == 1
+    assert first.infer_s >= 0.09 and second.infer_s >= 0.09
+    # The second request queued while the first ran: its wait covers that run, the first's did not.
+    assert second.queue_s[0] >= 0.8 * first.infer_s > first.queue_s[0]
+    assert min(first.input_s, first.output_s) >= 0
+
+
+@pytest.mark.parametrize("kwargs", [{"max_batch_size": 0}, {"max_delay_s": -1.0}, {"max_queue": 0},
+                                    {"concurrency": 0}])
 def test_batcher_refuses_invalid_limits(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="expected"):
         DynamicBatcher(doubled, **kwargs)  # type: ignore[arg-type]

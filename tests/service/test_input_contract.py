@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from service.contract import InputContract, TensorSpec
+from service.contract import InputContract, InputLimits, TensorSpec
 from service.errors import (
     BatchTooLargeError,
     DtypeError,
@@ -26,7 +26,7 @@ METADATA = {"lc2d.input_name": "input", "lc2d.input_shape": "[32, 32, 3]", "lc2d
 
 @pytest.fixture
 def contract() -> InputContract:
-    return InputContract.from_onnx(METADATA, [INPUT], [OUTPUT]).with_limits(max_batch_size=4)
+    return InputContract.from_onnx(METADATA, [INPUT], [OUTPUT])
 
 
 def test_from_onnx_reads_every_metadata_key(contract: InputContract) -> None:
@@ -36,7 +36,6 @@ def test_from_onnx_reads_every_metadata_key(contract: InputContract) -> None:
     assert contract.output_names == ("probabilities",)
     assert contract.labels == ("a", "b", "c", "d")
     assert contract.model_name == "faces"
-    assert contract.max_batch_size == 4
 
 
 def test_from_onnx_falls_back_to_the_signature_without_metadata() -> None:
@@ -102,13 +101,18 @@ def test_validate_batch_refuses_non_finite_values_by_default(contract: InputCont
     batch[1, 4, 5, 2] = value
     with pytest.raises(NonFiniteInputError, match=r"instance 1 at index \[4, 5, 2\]"):
         contract.validate_batch(batch)
-    allowed = contract.with_limits(allow_non_finite=True).validate_batch(batch)
+    allowed = contract.validate_batch(batch, InputLimits(allow_non_finite=True))
     assert not np.isfinite(allowed[1, 4, 5, 2])
 
 
 def test_validate_batch_refuses_more_than_max_batch_size(contract: InputContract) -> None:
+    limits = InputLimits(max_batch_size=4)
+    assert len(contract.validate_batch(np.ones((4, 32, 32, 3)), limits)) == 4
     with pytest.raises(BatchTooLargeError, match="expected at most 4 instances per request, received 5"):
-        contract.validate_batch(np.ones((5, 32, 32, 3)))
+        contract.validate_batch(np.ones((5, 32, 32, 3)), limits)
+    with pytest.raises(BatchTooLargeError, match="received 5"):
+        contract.validate_instances([np.ones((32, 32, 3))] * 5, limits)
+    assert len(contract.validate_batch(np.ones((5, 32, 32, 3)))) == 5  # the file itself sets no limit
 
 
 def test_validate_batch_refuses_an_empty_batch(contract: InputContract) -> None:
@@ -137,6 +141,6 @@ def test_validate_batch_returns_contiguous_float32_with_the_same_values(contract
 def test_every_contract_error_is_a_4xx_service_error(contract: InputContract) -> None:
     for bad in (np.ones((5, 32, 32, 3)), np.ones((1, 2, 2, 3)), np.full((1, 32, 32, 3), np.nan)):
         with pytest.raises(ServiceError) as info:
-            contract.validate_batch(bad)
+            contract.validate_batch(bad, InputLimits(max_batch_size=4))
         assert 400 <= info.value.status_code < 500
         assert json.dumps(info.value.to_dict())

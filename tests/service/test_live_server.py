@@ -99,17 +99,24 @@ def test_concurrent_clients_each_get_their_own_exact_answer(live_server, direct_
         connection.close()
         return answers
 
+    runs_before = batch_runs(live_server.url)  # the server is shared: count this test's runs only
     with ThreadPoolExecutor(clients) as pool:
         results = [pair for answers in pool.map(client, range(clients)) for pair in answers]
     assert len(results) == clients * per_client
     for batch, predictions in results:
         np.testing.assert_allclose(predictions, direct_session.run(None, {"input": batch})[0], **TOLERANCE)
-    connection = connect(live_server.url)
+    runs = batch_runs(live_server.url) - runs_before
+    assert runs < clients * per_client  # concurrent requests were merged into fewer runs
+
+
+def batch_runs(url: str) -> float:
+    """Model runs so far (every model version), from the server's metrics."""
+    connection = connect(url)
     connection.request("GET", "/metrics")
     metrics = connection.getresponse().read().decode()
+    connection.close()
     sizes = [line for line in metrics.splitlines() if line.startswith("lc2d_batch_size_count")]
-    runs = float(sizes[0].split()[-1])
-    assert runs < clients * per_client  # concurrent requests were merged into fewer runs
+    return sum(float(line.split()[-1]) for line in sizes)
 
 
 def test_overload_answers_503_with_retry_after_and_keeps_serving(start_server, tiny_model) -> None:
@@ -158,14 +165,14 @@ def test_sigterm_finishes_queued_requests_then_exits(start_server, tiny_model) -
     (["--model", "/nonexistent/model.onnx"], "does not exist"),
     (["--device", "cuda"], "CUDAExecutionProvider"),
     (["--device", "tensorrt"], "TensorrtExecutionProvider"),
-    (["--max-batch-size", "0"], "max_batch_size"),
+    (["--max-batch-size", "0"], "--max-batch-size (or LC2D_MAX_BATCH_SIZE): expected a value of at least 1"),
 ])
 def test_serve_start_up_failure_prints_one_line_and_exits_2(tiny_model, args, fragment) -> None:
     if "--device" in args and fragment in onnxruntime.get_available_providers():
         pytest.skip(f"this machine has {fragment}")
     if "--model" not in args:
         args = ["--model", str(tiny_model.path), *args]
-    result = subprocess.run([sys.executable, "-m", "lc2d", "serve", "--port", "0", *args],
+    result = subprocess.run([sys.executable, "-m", "lc2d", "serve", "--port", "0", "--grpc-port", "0", *args],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

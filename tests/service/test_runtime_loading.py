@@ -54,9 +54,11 @@ def test_load_model_reports_a_corrupt_file_in_one_line(tmp_path: Path) -> None:
     assert "is not a loadable ONNX model" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_service_imports_neither_tensorflow_nor_keras() -> None:
-    code = ("import sys, service.app, service.runtime, service.contract, lc2d.commands.serve; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')))")
+def test_service_imports_neither_tensorflow_nor_keras_nor_ray() -> None:
+    # ray is an optional extra: only `lc2d serve --ray` and `--engine ray` import it
+    code = ("import sys, service.app, service.runtime, service.contract, service.ray_cluster, "
+            "lc2d.commands.serve, lc2d.commands.score; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'ray')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             timeout=60)
     assert result.stdout.strip() == "[]"

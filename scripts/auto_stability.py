@@ -1,0 +1,117 @@
+"""Does ``auto`` choose right? Repeated exports per LocallyConnected2D shape, each pick checked by timing.
+
+For each layer shape of the benchmark (``benchmarks.workloads``; default ref1 ref2 L4 L5 L6) it
+builds the one-layer model as ``lc2d bench`` does (seeded weights, random biases), exports
+``auto`` ``--repeats`` times (each export times its candidates afresh) and every float strategy
+once, then times every strategy's file side by side in one fresh process, in interleaved rounds
+(:func:`benchmarks.bench_layers.time_onnx_files`), at each batch size. A pick holds at a batch
+size when its strategy's time is within ``--tolerance`` (10 %) of the fastest strategy's in that
+same timing. Prints a table and writes ``docs/perf/auto_stability.json``.
+
+Usage:
+    .venv/bin/python scripts/auto_stability.py                       # ~10 minutes on 2 cores
+    .venv/bin/python scripts/auto_stability.py --shapes L6 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+
+def check_shape(name: str, repeats: int, batches: tuple[int, ...], rounds: int, tolerance: float,
+                threads: int, workdir: Path) -> dict[str, Any]:
+    """Picks of ``repeats`` auto exports of one shape and how each compares with the fastest."""
+    from benchmarks.bench_layers import randomize, time_onnx_files
+    from benchmarks.timing import Timing, TimingPolicy
+    from benchmarks.workloads import all_workloads
+    from export import ExportOptions, to_onnx
+    from export.lowerings import auto_candidates
+    from export.lowerings.base import LoweringContext
+
+    model = all_workloads()[name].build(1)
+    randomize(model, 20261125)
+    layer = model.layers[-1]
+    strategies = auto_candidates(layer, LoweringContext())
+    picks, export_s, export_timings = [], [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        report = to_onnx(model, workdir / f"{name}-auto.onnx", ExportOptions(policy="auto", check=False))
+        export_s.append(round(time.perf_counter() - started, 2))
+        picks.append(report.layers[0]["lowering"])
+        export_timings.append(report.layers[0].get("timings_ms"))
+    paths = []
+    for strategy in strategies:
+        paths.append(workdir / f"{name}-{strategy}.onnx")
+        to_onnx(model, paths[-1], ExportOptions(policy=strategy, check=False))
+    rng = np.random.default_rng(0)
+    timings: dict[str, dict[str, float]] = {s: {} for s in strategies}
+    for batch in batches:
+        x = rng.standard_normal((batch, *model.input_shape[1:])).astype(np.float32)
+        results = time_onnx_files(paths, x, threads, TimingPolicy(budget_s=1.0), rounds)
+        for strategy, result in zip(strategies, results, strict=True):
+            if not isinstance(result, str):
+                timing: Timing = result[1]
+                timings[strategy][str(batch)] = timing.median_ms
+    ratios = {}
+    for pick in sorted(set(picks)):
+        ratios[pick] = {b: timings[pick][b] / min(t[b] for t in timings.values() if b in t)
+                        for b in map(str, batches)}
+    holds = {pick: all(r <= 1 + tolerance for r in per_batch.values()) for pick, per_batch in ratios.items()}
+    for path in workdir.glob(f"{name}-*.onnx"):
+        path.unlink()
+    return {"shape": name, "picks": picks, "pick_counts": dict(Counter(picks)), "export_s": export_s,
+            "export_timings_ms": export_timings,
+            "timings_ms": timings, "pick_over_fastest": ratios, "holds": holds,
+            "all_hold": all(holds[p] for p in picks)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", nargs="+", default=["ref1", "ref2", "L4", "L5", "L6"])
+    parser.add_argument("--repeats", type=int, default=5, help="auto exports per shape (default 5)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the check timing")
+    parser.add_argument("--tolerance", type=float, default=0.10, help="allowed slowdown of a pick (0.10)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json-out", type=Path, default=REPO_ROOT / "docs" / "perf" / "auto_stability.json")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    started, load_start = time.perf_counter(), os.getloadavg()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="lc2d-auto-") as folder:
+        for name in args.shapes:
+            result = check_shape(name, args.repeats, tuple(args.batch), args.rounds, args.tolerance,
+                                 args.threads, Path(folder))
+            results.append(result)
+            ratio_text = "; ".join(f"{p}: " + ", ".join(f"b{b} {r:.2f}×" for b, r in rs.items())
+                                   for p, rs in result["pick_over_fastest"].items())
+            print(f"{name:5} picks {result['pick_counts']}  pick/fastest {ratio_text}  "
+                  f"{'holds' if result['all_hold'] else 'DOES NOT HOLD'}", flush=True)
+    report = {"generated_at": time.strftime("%Y-%m-%d %H:%M %Z"),
+              "seconds": round(time.perf_counter() - started),
+              "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
+              "settings": {"repeats": args.repeats, "batches": args.batch, "rounds": args.rounds,
+                           "tolerance": args.tolerance, "threads": args.threads},
+              "shapes": results, "all_hold": all(r["all_hold"] for r in results)}
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"all picks within {args.tolerance:.0%} of the fastest: {report['all_hold']}; "
+          f"wrote {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

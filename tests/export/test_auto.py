@@ -1,0 +1,63 @@
+"""The ``auto`` policy's timing: candidates timed interleaved over rounds, hopeless ones dropped
+after the first round, and the least-worst-slowdown choice."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from export import auto
+
+
+def chain(matmuls: int, width: int = 256) -> onnx.ModelProto:
+    """``x [batch, width]`` through ``matmuls`` MatMuls with a fixed random kernel (Relu when 0)."""
+    weights = np.random.default_rng(0).normal(0, 0.1, (width, width)).astype(np.float32)
+    kernel = numpy_helper.from_array(weights, "k")
+    nodes, last = [], "x"
+    for i in range(matmuls):
+        nodes.append(helper.make_node("MatMul", [last, "k"], [f"h{i}"]))
+        last = f"h{i}"
+    nodes.append(helper.make_node("Relu", [last], ["y"]))
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                             ["batch", width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+                              [kernel] if matmuls else [])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_time_candidates_times_every_candidate_at_every_batch_and_ranks_a_much_slower_one_last(
+        monkeypatch) -> None:
+    calls: dict[int, int] = {}  # shares timed per session
+    original = auto.timed_runs
+
+    def counting(session: object, x: np.ndarray) -> list[float]:
+        calls[id(session)] = calls.get(id(session), 0) + 1
+        return original(session, x)
+
+    monkeypatch.setattr(auto, "timed_runs", counting)
+    timings = auto.time_candidates({"light": chain(0), "heavy": chain(100)}, (256,), "CPUExecutionProvider",
+                                   batches=(1, 8), rounds=3)
+    assert set(timings) == {"light", "heavy"} and all(set(t) == {"1", "8"} for t in timings.values())
+    # 100 chained 256x256 MatMuls against one Relu: hundreds of times slower, on any load
+    assert all(timings["heavy"][b] > auto.DROP_FACTOR * timings["light"][b] for b in ("1", "8"))
+    # the light one ran every round at both batch sizes; the heavy one only in the first round
+    assert sorted(calls.values()) == [2, 2 * 3]
+    assert auto.least_worst_slowdown(timings) == "light"
+
+
+def test_time_candidates_refuses_zero_rounds() -> None:
+    with pytest.raises(ValueError, match="Expected rounds >= 1. Received: rounds=0"):
+        auto.time_candidates({"a": chain(0)}, (256,), "CPUExecutionProvider", rounds=0)
+
+
+def test_still_competitive_keeps_a_candidate_that_is_close_at_any_batch() -> None:
+    times = {"fast_small": {1: [1.0, 1.2], 64: [50.0]}, "fast_large": {1: [4.0], 64: [10.0, 11.0]},
+             "close_at_1": {1: [3.2], 64: [40.0]}, "hopeless": {1: [3.4], 64: [35.0]}}
+    # best: 1.1 ms at batch 1 (x3 = 3.3), 10.5 ms at 64 (x3 = 31.5): "hopeless" is over both
+    assert auto.still_competitive(times, list(times)) == ["fast_small", "fast_large", "close_at_1"]
+
+
+def test_least_worst_slowdown_prefers_the_candidate_never_far_from_the_best() -> None:
+    timings = {"local": {"1": 1.0, "64": 20.0}, "chunked": {"1": 1.5, "64": 10.0},
+               "adaptive": {"1": 1.05, "64": 10.5}}
+    assert auto.least_worst_slowdown(timings) == "adaptive"

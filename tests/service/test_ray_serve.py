@@ -1,0 +1,212 @@
+"""``lc2d serve --ray`` on a local Ray instance: 2 replicas behind Ray Serve's proxy.
+
+One Ray instance (``ray_instance``, shared with the scoring tests) and one ``lc2d serve --ray``
+process joining it by address for the whole module; the process deletes its application on
+SIGTERM and the module shuts Ray Serve down after it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import pytest
+
+pytest.importorskip("ray.serve")
+
+from ray import serve  # noqa: E402
+
+from service.ray_serve import APP_NAME, DEPLOYMENT_NAME  # noqa: E402
+from tests.service.conftest import REPO_ROOT, WrittenModel, free_port  # noqa: E402
+
+# Same ONNX Runtime kernels as the direct run; a batch merged by a replica's batcher may round
+# differently from a batch of one, hence not bit-for-bit.
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-7}
+READY_TIMEOUT_S = 120.0
+
+
+@dataclass
+class RayServed:
+    """The ``lc2d serve --ray`` process and where Ray Serve's proxy listens."""
+
+    process: subprocess.Popen[str]
+    port: int
+
+    @property
+    def netloc(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _ready_through_proxy(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/v2/health/ready")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _running_replicas() -> int:
+    status = serve.status().applications.get(APP_NAME)
+    if status is None or DEPLOYMENT_NAME not in status.deployments:
+        return 0
+    return int(status.deployments[DEPLOYMENT_NAME].replica_states.get("RUNNING", 0))
+
+
+def _wait(condition: Any, what: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def ray_served(ray_instance: None, tiny_model: WrittenModel) -> Iterator[RayServed]:
+    import ray
+
+    port = free_port()
+    command = [sys.executable, "-m", "lc2d", "serve", "--ray",
+               "--ray-address", ray.get_runtime_context().gcs_address, "--replicas", "2",
+               "--ray-replica-cpus", "0.5", "--threads", "1", "--model", str(tiny_model.path),
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        _wait(lambda: process.poll() is not None or _ready_through_proxy(port), "the proxy to be ready")
+        assert process.poll() is None, f"lc2d serve --ray exited: {process.stdout.read()}"  # type: ignore[union-attr]
+        _wait(lambda: _running_replicas() == 2, "2 running replicas")
+        yield RayServed(process, port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def direct_session(tiny_model: WrittenModel) -> onnxruntime.InferenceSession:
+    return onnxruntime.InferenceSession(str(tiny_model.path), providers=["CPUExecutionProvider"])
+
+
+def _replica_pids(expected: int, timeout_s: float = 60.0) -> set[int]:
+    """The process ids of the running replicas, asked through a deployment handle."""
+    handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=APP_NAME)
+    pids: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(pids) < expected and time.monotonic() < deadline:
+        pids.update(handle.pid.remote().result(timeout_s=30) for _ in range(8))
+    return pids
+
+
+def test_ray_serve_answers_1000_concurrent_tritonclient_requests_each_with_its_own_answer(
+        ray_served: RayServed, direct_session: onnxruntime.InferenceSession,
+        rng: np.random.Generator) -> None:
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(ray_served.netloc, concurrency=64, network_timeout=120)
+    assert client.is_server_ready() and client.is_model_ready("tiny")
+    inputs = rng.random((1000, 1, 8, 8, 1), dtype=np.float32)  # distinct inputs: answers cannot be swapped
+    pending = []
+    for x in inputs:
+        tensor = triton.InferInput("input", [1, 8, 8, 1], "FP32")
+        tensor.set_data_from_numpy(x, binary_data=True)
+        pending.append(client.async_infer("tiny", [tensor]))
+    answers = np.concatenate([r.get_result(timeout=120).as_numpy("probabilities") for r in pending])
+    client.close()
+    expected = direct_session.run(None, {"input": inputs[:, 0]})[0]
+    np.testing.assert_allclose(answers, expected, **TOLERANCE)
+    # every answer is nearer its own reference than any other input's
+    own = np.abs(answers - expected).max(axis=1)
+    assert (own < np.abs(answers - np.roll(expected, 1, axis=0)).max(axis=1)).all()
+    assert len(_replica_pids(2)) == 2
+
+
+@dataclass
+class LoadRecord:
+    """What the load threads saw: requests sent, answered right, failed, and in flight."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    ok: int = 0
+    failures: list[tuple[float, float, str]] = field(default_factory=list)  # (sent, failed, what)
+    wrong: int = 0
+
+
+def _load(port: int, session: onnxruntime.InferenceSession, record: LoadRecord, stop: threading.Event,
+          seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    while not stop.is_set():
+        x = rng.random((1, 8, 8, 1), dtype=np.float32)
+        body = json.dumps({"inputs": [{"name": "input", "shape": [1, 8, 8, 1], "datatype": "FP32",
+                                       "data": x.ravel().tolist()}]})
+        with record.lock:
+            record.in_flight += 1
+        sent = time.monotonic()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.request("POST", "/v2/models/tiny/infer", body, {"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            payload = answer.read()
+            outcome = "ok" if answer.status == 200 else f"HTTP {answer.status}: {payload[:200]!r}"
+        except OSError as err:
+            outcome = f"{type(err).__name__}: {err}"
+        finally:
+            connection.close()
+        with record.lock:
+            record.in_flight -= 1
+            if outcome != "ok":
+                record.failures.append((sent, time.monotonic(), outcome))
+                continue
+            record.ok += 1
+            got = np.asarray(json.loads(payload)["outputs"][0]["data"], dtype=np.float32)
+            if not np.allclose(got, session.run(None, {"input": x})[0].ravel(), **TOLERANCE):
+                record.wrong += 1
+
+
+def test_killing_one_replica_fails_only_requests_in_flight_and_ray_replaces_it(
+        ray_served: RayServed, direct_session: onnxruntime.InferenceSession) -> None:
+    before = _replica_pids(2)
+    assert len(before) == 2
+    victim = min(before)
+    record, stop = LoadRecord(), threading.Event()
+    threads = [threading.Thread(target=_load, args=(ray_served.port, direct_session, record, stop, seed))
+               for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait(lambda: record.ok >= 50, "50 answers before the kill", timeout_s=60)
+        with record.lock:  # nothing starts or ends while the kill is decided
+            os.kill(victim, signal.SIGKILL)
+            killed_at, in_flight_at_kill = time.monotonic(), record.in_flight
+        ok_at_kill = record.ok
+        _wait(lambda: record.ok >= ok_at_kill + 100, "100 answers after the kill", timeout_s=60)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=90)
+    assert record.wrong == 0
+    # Only requests already sent when the replica died may fail, and no more of them than were
+    # in flight then (on both replicas: an upper bound of those on the killed one).
+    assert len(record.failures) <= in_flight_at_kill, record.failures
+    assert all(sent <= killed_at for sent, _, _ in record.failures), record.failures
+    _wait(lambda: _running_replicas() == 2, "Ray Serve to run 2 replicas again")
+    after = _replica_pids(2)
+    assert len(after) == 2 and victim not in after and len(after & before) == 1
+    assert _ready_through_proxy(ray_served.port)
