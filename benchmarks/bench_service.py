@@ -3,7 +3,9 @@
 Starts two ``lc2d serve`` on 127.0.0.1 (batching on: ``--max-batch-size 64``; batching off:
 ``--max-batch-size 1``), drives them with C concurrent clients (threads with keep-alive
 connections, see :class:`RawConnection`), each sending one random instance per request as JSON
-or as ``.npy``, and measures throughput and p50/p99 latency. Each (body, clients) is measured
+or as ``.npy`` to ``/predict``, or as a gRPC ``ModelInfer`` call with a raw tensor (one channel,
+so one HTTP/2 connection, per client: :class:`GrpcConnection`), and measures throughput and
+p50/p99 latency. Each (body, clients) is measured
 ``--rounds`` times, batching on and off in turn, so that both sides of a ratio are measured a
 few seconds apart: this shared machine's speed drifts by up to 2x over minutes. Rows are
 medians over the rounds; the batching speed-up is the median of the per-round ratios. Prints a
@@ -44,6 +46,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIRED_BLOCK = 10  # calls per block of the paired concurrency-1 measurement
+BODIES = ("json", "npy", "grpc")  # /predict with a JSON or .npy body; gRPC ModelInfer, raw tensor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,10 +66,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--paired", type=int, default=400,
                         help=f"instances of the paired concurrency-1 overhead measurement, each run directly "
                              f"and through the server, in blocks of {PAIRED_BLOCK} (default 400)")
+    parser.add_argument("--bodies", default=",".join(BODIES),
+                        help=f"comma-separated request kinds among {list(BODIES)} (default all)")
     parser.add_argument("--json-out", type=Path, default=Path("docs/bench_service.json"))
     args = parser.parse_args(argv)
     if not args.model.is_file():
         parser.error(f"--model {args.model} does not exist")
+    args.bodies = tuple(args.bodies.split(","))
+    if not set(args.bodies) <= set(BODIES) or "npy" not in args.bodies:
+        parser.error(f"--bodies: expected names among {list(BODIES)} including npy, received {args.bodies}")
     return args
 
 
@@ -114,7 +122,7 @@ def paired_overhead(port: int, model: Path, instances: np.ndarray, body: str, th
     """
     session = ort_session(model, threads)
     name = session.get_inputs()[0].name
-    connection = CLIENTS[client](port)
+    connection = connect(port, body, client)
     direct, served, differences = [], [], []
     try:
         for start in range(0, len(instances) - block + 1, block):
@@ -230,8 +238,45 @@ class StdlibConnection:
         self.connection.close()
 
 
+class GrpcConnection:
+    """One gRPC channel (one HTTP/2 connection) sending already serialised ``ModelInferRequest``
+    bytes and receiving the answer's bytes undecoded: like :class:`RawConnection`, the client's
+    own work is kept out of what is measured. ``post`` keeps the HTTP clients' interface (the
+    path is the RPC's), answering 200 when the call succeeded.
+    """
+
+    METHOD = "/inference.GRPCInferenceService/ModelInfer"
+
+    def __init__(self, port: int) -> None:
+        import grpc
+
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.call = self.channel.unary_unary(self.METHOD)  # no (de)serialisers: bytes in, bytes out
+        self.answer = b""
+
+    def post(self, path: str, content: bytes, headers: dict[str, str]) -> int:
+        import grpc
+
+        try:
+            self.answer = self.call(content, timeout=60)
+        except grpc.RpcError as err:
+            raise RuntimeError(f"gRPC {err.code()}: {err.details()}") from err
+        return 200
+
+    def body(self) -> bytes:
+        return bytes(self.answer)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
 CLIENTS: dict[str, type[RawConnection] | type[StdlibConnection]] = {
     "raw": RawConnection, "http.client": StdlibConnection}
+
+
+def connect(port: int, body: str, client: str) -> RawConnection | StdlibConnection | GrpcConnection:
+    """A client for ``body``: gRPC on the server's gRPC port, else the chosen HTTP client."""
+    return GrpcConnection(port) if body == "grpc" else CLIENTS[client](port)
 
 
 def free_port() -> int:
@@ -282,6 +327,12 @@ class Server:
 
 
 def encode(instance: np.ndarray, body: str) -> tuple[bytes, dict[str, str]]:
+    if body == "grpc":  # built with the server's own generated messages, wire-compatible with any client's
+        from service.grpc import inference_pb2 as pb
+
+        request = pb.ModelInferRequest(model_name=MODEL_NAME[0], raw_input_contents=[instance.tobytes()])
+        request.inputs.add(name=INPUT_NAME[0], datatype="FP32", shape=[1, *instance.shape])
+        return request.SerializeToString(), {}
     if body == "json":
         return json.dumps({"instances": [instance.tolist()]}).encode(), {"Content-Type": "application/json"}
     buffer = io.BytesIO()
@@ -291,9 +342,10 @@ def encode(instance: np.ndarray, body: str) -> tuple[bytes, dict[str, str]]:
 
 def drive(port: int, instances: np.ndarray, concurrency: int, body: str,
           client_kind: str = "raw") -> dict[str, Any]:
-    """Sends every instance once to ``/predict``, spread over ``concurrency`` keep-alive clients."""
+    """Sends every instance once to ``/predict`` (or ``ModelInfer``), spread over ``concurrency``
+    keep-alive clients."""
     return drive_payloads(port, "/predict", [encode(instance, body) for instance in instances],
-                          concurrency, client_kind)
+                          concurrency, "grpc" if body == "grpc" else client_kind)
 
 
 def drive_payloads(port: int, path: str, payloads: list[tuple[bytes, dict[str, str]]], concurrency: int,
@@ -306,7 +358,7 @@ def drive_payloads(port: int, path: str, payloads: list[tuple[bytes, dict[str, s
     shares = [payloads[i::concurrency] for i in range(concurrency)]
 
     def client(share: list[tuple[bytes, dict[str, str]]]) -> list[float]:
-        connection = CLIENTS[client_kind](port)
+        connection = GrpcConnection(port) if client_kind == "grpc" else CLIENTS[client_kind](port)
         latencies = []
         for content, headers in share:
             tick = time.perf_counter()
@@ -325,11 +377,17 @@ def drive_payloads(port: int, path: str, payloads: list[tuple[bytes, dict[str, s
     return {"throughput_rps": len(latencies) / elapsed, **percentiles(latencies)}
 
 
+MODEL_NAME = ["model"]  # the served name and input name of --model, set by main() for encode()
+INPUT_NAME = ["input"]
+
+
 def input_shape(model: Path) -> list[int]:
     """One instance's shape, as the server's input contract reads it (free dimensions: 1)."""
     from service.runtime import load_model
 
-    return [d or 1 for d in load_model(model, "cpu").contract.instance_shape]
+    contract = load_model(model, "cpu").contract
+    MODEL_NAME[0], INPUT_NAME[0] = model.stem, contract.input_name
+    return [d or 1 for d in contract.instance_shape]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,18 +405,20 @@ def main(argv: list[str] | None = None) -> int:
     try:  # both servers at once: each round measures batching on and off a few seconds apart
         for mode, extra in modes.items():
             servers[mode] = Server(args.model, extra + threads + args.server_args.split())
-        for body in ("json", "npy"):
-            paired[body] = paired_overhead(servers["on"].port, args.model, instances[:args.paired],
+        for body in args.bodies:
+            port = servers["on"].grpc_port if body == "grpc" else servers["on"].port
+            paired[body] = paired_overhead(port, args.model, instances[:args.paired],
                                            body, args.threads, args.client)
             print(f"paired c=1 {body:4}: server p50 {paired[body]['server']['p50_ms']:.2f} ms, "
                   f"direct p50 {paired[body]['direct']['p50_ms']:.2f} ms, "
                   f"overhead {paired[body]['overhead_p50_ms']:.2f} ms "
                   f"(median per block {paired[body]['median_block_overhead_ms']:.2f})", file=sys.stderr)
-        for body in ("json", "npy"):
+        for body in args.bodies:
             for concurrency in levels:
                 for round_ in range(args.rounds):
                     for mode, server in servers.items():
-                        result = drive(server.port, instances, concurrency, body, args.client)
+                        port = server.grpc_port if body == "grpc" else server.port
+                        result = drive(port, instances, concurrency, body, args.client)
                         measured.append({"batching": mode, "body": body, "concurrency": concurrency,
                                          "round": round_, **result})
                         print(f"batching {mode:3} {body:4} c={concurrency:3} round {round_ + 1}: "
@@ -383,7 +443,7 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
     rows = [{"batching": mode, "body": body, "concurrency": c, "rounds": len(runs[mode, body, c]),
              **{k: float(np.median([r[k] for r in runs[mode, body, c]]))
                 for k in ("throughput_rps", "p50_ms", "p99_ms")}}
-            for body in ("json", "npy") for mode in ("on", "off") for c in levels]
+            for body in args.bodies for mode in ("on", "off") for c in levels]
 
     def find(mode: str, body: str, concurrency: int) -> dict[str, Any]:
         key = (mode, body, concurrency)
@@ -391,22 +451,26 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
 
     top = max(levels)
     ratios = {}
-    for body in ("json", "npy"):
+    for body in args.bodies:
         per_round = [on["throughput_rps"] / off["throughput_rps"]
                      for on, off in zip(runs["on", body, top], runs["off", body, top], strict=True)]
         ratios[f"batching_speedup_c{top}_{body}"] = float(np.median(per_round))
+    if "grpc" in args.bodies:
+        per_round = [grpc["throughput_rps"] / npy["throughput_rps"]  # measured seconds apart in each round
+                     for grpc, npy in zip(runs["on", "grpc", top], runs["on", "npy", top], strict=True)]
+        ratios[f"grpc_over_npy_throughput_c{top}_batching"] = float(np.median(per_round))
     for body, result in paired.items():
         ratios[f"server_overhead_p50_ms_c1_{body}"] = result["overhead_p50_ms"]
         ratios[f"server_overhead_median_block_ms_c1_{body}"] = result["median_block_overhead_ms"]
     if 1 in levels:
-        for body in ("json", "npy"):
+        for body in args.bodies:
             ratios[f"unpaired_overhead_p50_ms_c1_{body}"] = find("on", body, 1)["p50_ms"] - direct["p50_ms"]
     return {"model": str(args.model), "input_shape": shape, "requests": args.requests,
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                         "python": sys.version.split()[0]},
             "settings": {"max_batch_size": args.max_batch_size, "max_delay_ms": args.max_delay_ms,
                          "threads": args.threads, "server_args": args.server_args,
-                         "client": args.client, "rounds": args.rounds},
+                         "client": args.client, "rounds": args.rounds, "bodies": list(args.bodies)},
             "direct_onnxruntime": direct, "server": rows, "rounds": measured, "paired_c1": paired,
             "ratios": ratios}
 

@@ -13,7 +13,8 @@ version its ``X-Model-Version`` header names and not the other. Reported: reques
 failed, latency p50/p99 in steady state, during the swap (from the moment version 2 is placed
 until version 1 is unloaded) and after; the server's RSS with one version, at its peak during
 the swap and after version 1 is unloaded; and the first request after a reload against the
-steady median (one client, ``--reloads`` reloads). Prints a table and writes a JSON file.
+steady median (one client, ``--reloads`` reloads), and the same in process without HTTP, with and
+without warmup. Prints a table and writes a JSON file.
 
 Usage:
     python benchmarks/bench_swap.py --json-out docs/bench_swap.json
@@ -23,6 +24,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import io
 import json
@@ -127,6 +129,14 @@ class Server:
         return {f"{row['name']}/{row.get('version', '')}": row["state"]
                 for row in self.post("/v2/repository/index")}
 
+    def loads(self) -> float:
+        """``lc2d_model_loads_total`` of the benchmark's model (versions loaded and warmed up)."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith(f'lc2d_model_loads_total{{model="{NAME}"}}'):
+                    return float(line.split()[-1])
+        return 0.0
+
     def rss_mb(self) -> float:
         import psutil
 
@@ -226,20 +236,81 @@ def first_request_ratio(server: Server, root: Path, args: argparse.Namespace,
 
     firsts: list[float] = []
     steady: list[float] = []
+    server_first: list[float] = []  # the server's own time for the first request (its statistics)
+    server_steady: list[float] = []  # and its mean over the steady ones
     for reload in range(args.reloads):
+        loads = server.loads()
         write_model(root / NAME / "2" / "model.onnx", args.features, args.classes, seed=100 + reload)
         if args.mode == "explicit":
             server.post(f"/v2/repository/models/{NAME}/load")
-        else:
-            time.sleep(2.0)  # the next poll reloads the changed file
+        deadline = time.monotonic() + 120
+        while server.loads() == loads or server.index().get(f"{NAME}/2") != "READY":  # poll: the next read
+            assert time.monotonic() < deadline, "the changed file was not reloaded"
+            time.sleep(0.05)
         reconnect()  # the load request took longer than the server's keep-alive
         firsts.append(timed())
+        server_first.append(server_seconds(server))
         steady.extend(timed() for _ in range(30))
+        server_steady.append((server_seconds(server) * 31 - server_first[-1]) / 30)
     connection.close()
     p50 = float(np.median(steady))
     return {"first_ms": [round(f * 1e3, 2) for f in firsts],
             "first_median_ms": float(np.median(firsts)) * 1e3,
-            "steady_p50_ms": p50 * 1e3, "ratio": float(np.median(firsts)) / p50}
+            "steady_p50_ms": p50 * 1e3, "ratio": float(np.median(firsts)) / p50,
+            "server_first_ms": [round(f * 1e3, 2) for f in server_first],
+            "server_steady_mean_ms": [round(f * 1e3, 2) for f in server_steady],
+            "server_ratio": float(np.median(server_first) / np.median(server_steady))}
+
+
+def first_request_in_process(args: argparse.Namespace, inputs: np.ndarray, warmup: bool) -> dict[str, Any]:
+    """The same measurement without HTTP: the model registry in this process, reloads through
+    ``ModelRegistry.load``, requests through a lease and the version's batcher. ``warmup=False``
+    loads with ``{"warmup": []}`` to show what the warmup saves."""
+    from service.metrics import ServiceMetrics
+    from service.registry import ModelRegistry
+    from service.repository import ModelCatalog
+    from service.settings import ServeSettings
+
+    root = Path(tempfile.mkdtemp(prefix="bench_swap_inproc_")) / "models"
+    path = root / NAME / "1" / "model.onnx"
+    write_model(path, args.features, args.classes, seed=1)
+    settings = ServeSettings(model_repository=root, device="cpu", threads=args.threads,
+                             model_control_mode="explicit")
+    registry = ModelRegistry(ModelCatalog(repository=root), settings, ServiceMetrics(), mode="explicit")
+    registry.load_all()
+    batch = inputs[:1]
+
+    async def one() -> float:
+        started = time.perf_counter()
+        async with registry.lease(NAME) as version:
+            assert version.batcher is not None
+            await version.batcher.submit(batch)
+        return time.perf_counter() - started
+
+    async def measure() -> list[float]:
+        await registry.start()
+        ratios = []
+        for reload in range(args.reloads):
+            write_model(path, args.features, args.classes, seed=200 + reload)
+            await registry.load(NAME, None if warmup else {"warmup": []})
+            first = await one()
+            ratios.append(first / float(np.median([await one() for _ in range(30)])))
+        await registry.stop()
+        return ratios
+
+    try:
+        ratios = asyncio.run(measure())
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+    return {"ratios": [round(r, 2) for r in ratios], "median_ratio": float(np.median(ratios))}
+
+
+def server_seconds(server: Server) -> float:
+    """Mean time the server spent per successful request of the current version (its statistics,
+    which start at zero when a version becomes ready)."""
+    stats = server.get(f"/v2/models/{NAME}/stats")["model_stats"]
+    success = next(s for s in stats if s["version"] == "2")["inference_stats"]["success"]
+    return float(success["ns"]) / 1e9 / max(1, int(success["count"]))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -289,6 +360,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for thread in threads:
             thread.join(timeout=60)
         first = first_request_ratio(server, root, args, inputs)
+        in_process = {"warm": first_request_in_process(args, inputs, warmup=True),
+                      "cold (no warmup)": first_request_in_process(args, inputs, warmup=False)}
         stats = server.get(f"/v2/models/{NAME}/stats")
     finally:
         server.stop()
@@ -311,6 +384,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_mb": {"one version": rss_one, "peak during the swap": max(peak), "after unloading v1": rss_after,
                    "after / one version": rss_after / rss_one},
         "first_request_after_ready": first,
+        "first_request_in_process": in_process,
         "server_stats_v2": stats["model_stats"],
     }
 
@@ -332,7 +406,12 @@ def print_report(result: dict[str, Any]) -> None:
           f"({rss['after / one version']:.2f}x)")
     first = result["first_request_after_ready"]
     print(f"first request after a reload: median {first['first_median_ms']:.1f} ms over {first['first_ms']} "
-          f"vs steady p50 {first['steady_p50_ms']:.1f} ms ({first['ratio']:.2f}x)")
+          f"vs steady p50 {first['steady_p50_ms']:.1f} ms ({first['ratio']:.2f}x); in the server: first "
+          f"{first['server_first_ms']} ms vs steady means {first['server_steady_mean_ms']} ms "
+          f"({first['server_ratio']:.2f}x)")
+    for kind, row in result["first_request_in_process"].items():
+        print(f"in process, {kind}: first request / steady median {row['ratios']} "
+              f"(median {row['median_ratio']:.2f}x)")
 
 
 def main(argv: list[str] | None = None) -> int:

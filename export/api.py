@@ -16,13 +16,12 @@ from export.errors import ExportError, UnknownOutputsError
 from export.graph import LoweredGraph, ModelWalk, lower_model, walk_model
 from export.lowerings import AUTO_POLICY, POLICIES, STRATEGIES, require_feasible, strategy_for
 from export.lowerings.base import LoweringContext
+from export.lowerings.registry import LC_TYPE
 from export.metadata import LayerRecord, ModelDescription, metadata_props, read_metadata, write_metadata
 from export.options import MIN_OPSET, ExportOptions
 from export.parity import DEFAULT_TOLERANCE, FP16_TOLERANCE, check_parity
 from export.precision import FP16, to_float16
 from export.runtime import make_session
-
-_LC_TYPE = "LocallyConnected2D"
 
 
 @dataclass
@@ -78,15 +77,16 @@ def to_onnx(model: Any, path: str | os.PathLike[str], options: ExportOptions | N
     """
     start = time.perf_counter()
     options = options if options is not None else ExportOptions()
-    _validate(options)
+    check_options(options)
     ctx = LoweringContext(opset=options.opset, dense_budget_bytes=options.dense_budget_bytes)
     model = sub_model(model, options.outputs)
     walk = walk_model(model)
     strategies, timings = _plan_strategies(walk, options, ctx)
+    if options.precision == FP16:
+        _require_float_strategies(strategies)
     tolerance = options.tolerance or _default_tolerance(strategies, options.precision)
     graph = lower_model(walk, strategies, ctx, output_names=list(options.outputs) or None)
     if options.precision == FP16:
-        _require_float_strategies(strategies)
         to_float16(graph.model)
     desc = _describe(model, walk, graph, options, strategies, timings, ctx.opset)
     target = Path(path)
@@ -102,8 +102,12 @@ def to_onnx(model: Any, path: str | os.PathLike[str], options: ExportOptions | N
         seconds=time.perf_counter() - start, input_name=graph.input_name, output_names=graph.output_names)
 
 
-def _validate(options: ExportOptions) -> None:
-    """The checks that need the registry or onnx (the rest are ExportOptions' own)."""
+def check_options(options: ExportOptions) -> None:
+    """The checks of ``options`` that need the registry or onnx (the rest are ExportOptions' own).
+
+    Raises:
+        ExportError: a policy that is not registered, an opset the installed onnx does not know.
+    """
     if options.policy not in POLICIES:
         raise ExportError(f"Invalid value for argument `policy`. Expected one of {list(POLICIES)}. "
                           f"Received: policy={options.policy!r}")
@@ -155,7 +159,7 @@ def _require_float_strategies(strategies: dict[str, str]) -> None:
 
 
 def _lc_layers(walk: ModelWalk) -> list[Any]:
-    return [step.layer for step in walk.steps if step.type_name == _LC_TYPE]
+    return [step.layer for step in walk.steps if step.type_name == LC_TYPE]
 
 
 def _plan_strategies(walk: ModelWalk, options: ExportOptions, ctx: LoweringContext,

@@ -47,7 +47,7 @@ class ModelWalk:
 
 @dataclass
 class LoweredLayer:
-    """The lowering chosen for one layer call and the nodes it produced."""
+    """The strategy chosen for one layer call and the nodes it produced."""
 
     name: str
     type_name: str

@@ -16,7 +16,7 @@ from models.comparison import relative_error
 
 DEFAULT_TOLERANCE = 1e-4
 FP16_TOLERANCE = 1e-2  # precision fp16: float16 weights and sums (measured errors: docs/export.md)
-INT8_TOLERANCE = 0.05  # the int8 lowering: 8-bit weights and inputs (measured errors: docs/export.md)
+INT8_TOLERANCE = 0.05  # the int8 strategy: 8-bit weights and inputs (measured errors: docs/export.md)
 DEFAULT_BATCH_SIZES = (1, 5)
 
 

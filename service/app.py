@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lc2d import __version__
@@ -88,6 +89,8 @@ def create_app(settings: ServeSettings, *, load_models: bool = True, serve_grpc:
     app.include_router(build_router(ROUTES, plane))
     install_error_handlers(app)
     app.add_middleware(FastPathDispatch, plane=plane, routes=ROUTES)  # innermost: skips the router
+    if settings.gzip_min_bytes:  # large answers (JSON of big outputs) for clients that accept gzip
+        app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

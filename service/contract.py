@@ -31,7 +31,7 @@ from service.errors import (
     ShapeMismatchError,
     format_shape,
 )
-from service.model_format import Key, MetadataFormatError, read_json
+from service.model_format import Key, MetadataFormatError, check_format_version, read_json
 
 SUPPORTED_INPUT_DTYPES = ("float32",)
 # ONNX Runtime type strings of graph inputs -> NumPy dtype names.
@@ -126,6 +126,10 @@ class InputContract:
                 f"expected a model with exactly one graph input, received {len(inputs)}: "
                 f"{[spec.name for spec in inputs]}")
         graph_input = inputs[0]
+        try:
+            check_format_version(metadata)
+        except MetadataFormatError as err:
+            raise ModelLoadError(str(err)) from err
         name = metadata.get(Key.INPUT_NAME, graph_input.name)
         if name != graph_input.name:
             raise ModelLoadError(f"metadata {Key.INPUT_NAME} is {name!r} but the graph input is "
@@ -225,8 +229,8 @@ class InputContract:
                 :meth:`validate_batch`.
         """
         if isinstance(instances, np.ndarray) and instances.ndim > 0:  # decoded whole (bodies.parse_json)
-            self._check_batch_size(len(instances))
-            return self.validate_batch(instances)
+            _check_batch_size(len(instances), limits)
+            return self.validate_batch(instances, limits)
         if not isinstance(instances, Sequence) or isinstance(instances, str | bytes):
             raise ShapeMismatchError(
                 f"expected a list of instances, received {type(instances).__name__}",

@@ -25,8 +25,8 @@ from service.settings import ServeSettings
 logger = logging.getLogger("lc2d.service")
 SERVER_NAME = "lc2d-serve"
 EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "statistics")
-"""Open Inference Protocol extensions: binary tensors (HTTP), top-k classes (HTTP and gRPC),
-model configuration and statistics (gRPC)."""
+"""Open Inference Protocol extensions: binary tensors (HTTP), top-k classes, model configuration
+and statistics (HTTP and gRPC)."""
 _V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64",
                  "int32": "INT32", "uint8": "UINT8"}
 
@@ -155,6 +155,12 @@ class DataPlane:
         }
 
     # --- inference -----------------------------------------------------------------------------
+
+    def admit(self, item: ModelVersion) -> None:
+        """Raises QueueFullError (503) when ``item``'s queue is full: routes ask before they read a
+        body, so an overloaded server refuses without reading, parsing or validating anything."""
+        if item.batcher is not None:
+            item.batcher.refuse_if_full()
 
     async def infer(self, item: ModelVersion, batch: np.ndarray,
                     deadline_s: float | None = None) -> dict[str, np.ndarray]:

@@ -124,6 +124,22 @@ class PayloadTooLargeError(ServiceError):
     exit_code = 2
 
 
+class RequestTimeoutError(ServiceError):
+    """The client did not send its request (headers or body) within the read timeouts."""
+
+    status_code = 408
+    code = "request_timeout"
+    exit_code = 2
+
+
+class ClientDisconnectedError(ServiceError):
+    """The client closed the connection before its answer (logged and counted as 499, never sent)."""
+
+    status_code = 499
+    code = "client_disconnected"
+    exit_code = 2
+
+
 class ModelNotFoundError(ServiceError):
     """No model (or no such version of it) is served under this name."""
 
@@ -193,6 +209,13 @@ class DeadlineExceededError(ServiceError):
 
     status_code = 504
     code = "deadline_exceeded"
+
+
+class InternalServerError(ServiceError):
+    """A fault of the server itself (a bug); the client sees only the request id to report."""
+
+    status_code = 500
+    code = "internal_error"
 
 
 class InferenceFailedError(ServiceError):

@@ -21,6 +21,8 @@ class _ModelBatchObserver:
         self._queue = metrics.queue_depth.labels(model=model, version=version)
         self._waited = metrics.request_queue_seconds.labels(model=model, version=version)
         self._computed = metrics.request_compute_seconds.labels(model=model, version=version)
+        self._dropped = {reason: metrics.dropped.labels(model=model, version=version, reason=reason)
+                         for reason in ("client_gone", "deadline")}
 
     def batch_ran(self, size: int, requests: int, seconds: float) -> None:
         self._batch_size.observe(size)
@@ -28,6 +30,9 @@ class _ModelBatchObserver:
 
     def queue_changed(self, depth: int) -> None:
         self._queue.set(depth)
+
+    def request_dropped(self, reason: str) -> None:
+        self._dropped[reason].inc()
 
     def batch_timed(self, timing: BatchTiming) -> None:
         compute = timing.input_s + timing.infer_s + timing.output_s
@@ -57,6 +62,10 @@ class ServiceMetrics:
                                        ["model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("lc2d_queue_depth", "Requests waiting to be batched.",
                                  ["model", "version"], registry=self.registry)
+        self.dropped = Counter("lc2d_dropped_requests_total",
+                               "Requests taken off the queue without running, by reason: client_gone "
+                               "(the client disconnected first) or deadline.",
+                               ["model", "version", "reason"], registry=self.registry)
         self.inferences = Counter("lc2d_inferences_total", "Instances inferred, by model.",
                                   ["model", "version"], registry=self.registry)
         self.grpc_requests = Counter("lc2d_grpc_requests_total", "gRPC calls by method and status code.",

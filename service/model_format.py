@@ -86,6 +86,18 @@ def build_metadata(*, model_name: str, input_name: str, input_shape: Sequence[in
     return props
 
 
+def check_format_version(metadata: Mapping[str, str]) -> None:
+    """Refuse metadata written in a format version this code does not read (absent: no lc2d keys).
+
+    Raises:
+        MetadataFormatError: ``lc2d.format_version`` is present and not :data:`FORMAT_VERSION`.
+    """
+    version = metadata.get(Key.FORMAT_VERSION)
+    if version is not None and version != FORMAT_VERSION:
+        raise MetadataFormatError(f"metadata {Key.FORMAT_VERSION} is {version!r}; expected "
+                                  f"{FORMAT_VERSION!r} (export the model again with this version of lc2d)")
+
+
 def read_json(metadata: Mapping[str, str], key: str, default: Any = None) -> Any:
     """The JSON value of ``key``, or ``default`` when the key is absent.
 

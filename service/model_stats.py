@@ -85,6 +85,10 @@ class InferenceStats:
         if self.forward is not None:
             self.forward.queue_changed(depth)
 
+    def request_dropped(self, reason: str) -> None:
+        if self.forward is not None:
+            self.forward.request_dropped(reason)
+
     def batch_timed(self, timing: BatchTiming) -> None:
         requests = len(timing.queue_s)
         with self._lock:

@@ -188,9 +188,10 @@ class ModelRegistry:
     # --- start-up and shutdown -------------------------------------------------------------------
 
     def load_all(self) -> None:
-        """Loads and warms up every model version the repository and policies name (blocking).
+        """Loads every model version the repository and policies name (blocking).
 
-        Run once before serving; :meth:`start` then makes the warmed versions ready.
+        Run once before serving; :meth:`start` then warms the loaded versions up and makes them
+        ready.
 
         Raises:
             ModelLoadError: a ``--model`` file failed to load; ProviderUnavailableError: the
@@ -215,14 +216,14 @@ class ModelRegistry:
                     logger.error("%s", item.not_ready_message())
 
     async def start(self) -> None:
-        """Makes every warmed-up version ready (needs the running loop); starts polling."""
+        """Warms up every loaded version and makes it ready (needs the running loop); starts polling."""
         self._running = True
         for record in self._models.values():
             for item in record.versions.values():
-                if item.state is VersionState.WARMING and await self._activate(item) is not None:
-                    logger.error("%s", item.not_ready_message())
-                else:
+                if item.state is not VersionState.WARMING:
                     self.metrics.model_ready(item.name, item.version, False)
+                elif await self._activate(item) is not None:
+                    logger.error("%s", item.not_ready_message())
         if self.mode == "poll":
             self._poller = asyncio.get_running_loop().create_task(self._poll(), name="repository-poll")
 

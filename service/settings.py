@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,6 +53,10 @@ class ServeSettings(BaseSettings, ServingOptions):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     """Largest request body accepted; larger bodies get 413."""
 
+    gzip_min_bytes: int = Field(default=64 * 1024, ge=0)
+    """Answers at least this large are gzip-compressed for clients that send
+    ``Accept-Encoding: gzip``; 0 compresses none."""
+
     max_json_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
     """Largest JSON body accepted (the smaller of this and ``max_body_bytes`` applies); larger
     JSON bodies get 413. JSON costs 3-5x the bytes of ``.npy`` for the same tensor and CPU to
@@ -65,6 +70,24 @@ class ServeSettings(BaseSettings, ServingOptions):
 
     repository_poll_secs: float = Field(default=15.0, gt=0)
     """Seconds between two reads of the repository in ``poll`` mode."""
+
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's headers (from its first byte, or from connecting);
+    past them it gets 408 and the connection is closed."""
+
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds a client has to send a request's body once its headers arrived; past them 408."""
+
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0)
+    """Seconds an idle keep-alive connection stays open waiting for the next request."""
+
+    max_connections: int = Field(default=1000, ge=1)
+    """Most open connections (lowered to the file limit minus 64). Beyond it the oldest idle or
+    header-sending connection is closed to make room, else the new one gets 503 and is closed."""
+
+    graceful_timeout_s: float | None = Field(default=None, gt=0)
+    """Longest a stopping server (SIGTERM) waits for requests in flight before closing their
+    connections; unset: one request deadline (``request_timeout_ms``)."""
 
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     """Log level of the server."""
@@ -97,7 +120,10 @@ class ServeSettings(BaseSettings, ServingOptions):
 
     @property
     def drain_timeout_s(self) -> int:
-        """Seconds a stopping server waits for queued requests: one request deadline, at least 1."""
+        """Seconds a stopping server waits for queued requests: ``graceful_timeout_s``, else one
+        request deadline; at least 1."""
+        if self.graceful_timeout_s is not None:
+            return max(1, math.ceil(self.graceful_timeout_s))
         return max(1, int(self.request_timeout_ms // 1000))
 
     @property

@@ -2,7 +2,7 @@
 
 Keras semantics (implementation 2's ``call``): ``y = x_flat @ reshape(K * mask, (IR*IC*C,
 OR*OC*F))`` — outputs already in the native layout. Memory is ``input_size * output_size``
-floats whatever the implementation the weights came from, so the lowering refuses kernels over
+floats whatever the implementation the weights came from, so the strategy refuses kernels over
 the context's dense budget up front (DeepFace's L4 would need 11.45 GiB).
 
 ONNX ops: Reshape, MatMul, Reshape, [Add], activation — at most 5 nodes plus the activation.

@@ -5,72 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from export.options import PRECISIONS, ExportOptions
 from lc2d.errors import UsageError
+from lc2d.options import add_model_options, model_from_args
 from lc2d.tensorflow_logs import import_tensorflow
 
 HELP = "Export a .keras model to standard ONNX, LocallyConnected2D lowered as asked; parity-checked."
-DEFAULTS = ExportOptions()
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-class RegisteredPolicies(Sequence[str]):
-    """The policies of ``export.lowerings.POLICIES``, read on first use.
-
-    argparse reads ``choices`` only to check ``--lowering`` and to print ``lc2d export --help``,
-    so ``lc2d --help`` and the other verbs never import the registry (and TensorFlow).
-    """
-
-    def _names(self) -> tuple[str, ...]:
-        from export.lowerings import POLICIES
-
-        return POLICIES
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._names()[index]
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._names()
+OPTION_NAMES = {"policy": ["--lowering"]}
+# Options in other units than their field: the dense budget is given in MiB on the command line.
+CONVERTED = ("dense_budget_bytes",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``MODEL``, ``-o``, ``--report``, ``--dense-budget-mib``; the rest from ExportOptions' fields."""
+    from export.options import ExportOptions
+
     parser.add_argument("model", type=Path, metavar="MODEL.keras", help="the Keras model to export")
     parser.add_argument("-o", "--output", type=Path, default=None, metavar="MODEL.onnx",
                         help="where to write the ONNX file; default: MODEL with the suffix .onnx")
-    parser.add_argument("--lowering", dest="policy", choices=RegisteredPolicies(), default=DEFAULTS.policy,
-                        metavar="POLICY",
-                        help="how each LocallyConnected2D is lowered, one of %(choices)s: as its "
-                             "implementation says (1 local, 2 dense, 3 sparse), one strategy for all, "
-                             "auto (the fastest float strategy measured), or int8 (8-bit integer "
-                             "products, opt-in: changes the numbers, parity tolerance 5%%); "
-                             "default: %(default)s")
-    parser.add_argument("--opset", type=int, default=DEFAULTS.opset,
-                        help="ONNX opset, at least 17; default: %(default)s")
-    parser.add_argument("--no-check", dest="check", action="store_false",
-                        help="skip the parity check (ONNX Runtime vs Keras on random inputs)")
-    parser.add_argument("--dense-budget-mib", type=float, default=DEFAULTS.dense_budget_bytes / 2**20,
-                        help="largest dense kernel the dense strategy may create, in MiB; "
-                             "default: %(default)g")
-    parser.add_argument("--provider", default=DEFAULTS.provider,
-                        help="ONNX Runtime provider for the parity check and auto timings; "
-                             "default: %(default)s")
-    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
-                        help="fp16: weights and compute in float16, float32 inputs and outputs (parity "
-                             "tolerance 1e-2, see docs/export.md); default: %(default)s")
-    parser.add_argument("--outputs", action="extend", nargs="+", default=[], metavar="LAYER",
-                        help="export the sub-model ending at these layers, in this order, each ONNX "
-                             "output named after its layer (repeatable: --outputs F7 --outputs L6); "
-                             "default: the model's own outputs")
+    add_model_options(parser, ExportOptions, names=OPTION_NAMES, exclude=CONVERTED)
+    parser.add_argument("--dense-budget-mib", type=float, default=None, metavar="NUMBER",
+                        help="largest dense kernel the dense strategy may create, in MiB (default: "
+                             f"{ExportOptions().dense_budget_bytes / 2**20:g})")
     parser.add_argument("--report", type=Path, default=None, help="also write the report as JSON here")
 
 
@@ -96,16 +55,21 @@ def _is_hdf5(path: Path) -> bool:
         return file.read(8) == HDF5_SIGNATURE
 
 
-def export_options(args: argparse.Namespace) -> ExportOptions:
-    """The :class:`ExportOptions` the arguments ask for; their checks are the options' own."""
+def export_options(args: argparse.Namespace) -> Any:
+    """The :class:`ExportOptions` the arguments ask for, checked before any model is loaded."""
+    from export.api import check_options
     from export.errors import ExportError
+    from export.options import ExportOptions
 
+    mib = args.dense_budget_mib
+    values = {} if mib is None else {"dense_budget_bytes": int(mib * 2**20)}
+    names = {**OPTION_NAMES, "dense_budget_bytes": ["--dense-budget-mib"]}  # for messages
+    options = model_from_args(ExportOptions, args, names=names, **values)
     try:
-        return ExportOptions(policy=args.policy, opset=args.opset, check=args.check, provider=args.provider,
-                             dense_budget_bytes=int(args.dense_budget_mib * 2**20), outputs=args.outputs,
-                             precision=args.precision)
+        check_options(options)
     except ExportError as err:
         raise UsageError(str(err)) from err
+    return options
 
 
 def _load_model(path: Path) -> Any:
@@ -123,8 +87,8 @@ def _load_model(path: Path) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     output = _check_args(args)
+    import_tensorflow(args.verbose)  # before export_options, which imports the registry (and TensorFlow)
     options = export_options(args)
-    import_tensorflow(args.verbose)
     model = _load_model(args.model)
     from export import ExportError, ParityError, to_onnx
 

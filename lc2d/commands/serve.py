@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.connections import ConnectionLimits, guarded_protocol
     from service.errors import ServiceError
 
     settings = model_from_args(ServeSettings, args)
@@ -58,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     grpc = f", gRPC on {shown}:{settings.grpc_port}" if settings.grpc_port else ", gRPC off"
     print(f"lc2d serve: http://{shown}:{port} (docs at /docs{grpc}, default model "
           f"{plane.default_model!r}, pid {os.getpid()})", flush=True)
-    config = uvicorn.Config(app, log_level=settings.log_level,
+    limits = ConnectionLimits(settings.header_timeout_s, settings.body_timeout_s, settings.max_connections)
+    config = uvicorn.Config(app, log_level=settings.log_level, http=guarded_protocol(limits),
+                            timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
                             timeout_graceful_shutdown=settings.drain_timeout_s)
     uvicorn.Server(config).run(sockets=[listener])
     return 0

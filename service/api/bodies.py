@@ -9,18 +9,23 @@ import json
 import math
 import re
 import struct
-from collections.abc import Callable
+import zlib
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 from fastapi import Request, Response
+from starlette.requests import ClientDisconnect
 
+from service.connections import TIMED_OUT
 from service.errors import (
+    ClientDisconnectedError,
     DtypeError,
     MalformedRequestError,
     NotAcceptableError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ServiceError,
     UnsupportedMediaTypeError,
 )
@@ -71,28 +76,128 @@ async def read_body(request: Request, limit: int) -> Body:
     """Reads the body, refusing (413) as soon as it is known to exceed ``limit`` bytes.
 
     The body grows in one ``bytearray`` (no list of chunks joined at the end), so a body costs
-    about its own size in memory while it is read.
+    about its own size in memory while it is read. A ``Content-Encoding: gzip`` or ``deflate``
+    body is decompressed, and ``limit`` applies to the decompressed size too (a zip bomb stops
+    at ``limit`` bytes with 413).
     """
+    encoding = content_encoding(request.headers.get("content-encoding"))
+    body = await _read_raw(request, limit)
+    if encoding == "identity":
+        return body
+    return await off_loop(len(body), decompress, body, encoding, limit)  # large: not on the event loop
+
+
+CONTENT_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+"""Request body encodings read, with their zlib window bits (``deflate``: zlib-wrapped, RFC 9110)."""
+
+
+def content_encoding(header: str | None) -> str:
+    """The body's encoding: ``identity``, or one of :data:`CONTENT_ENCODINGS`; 415 otherwise."""
+    value = (header or "identity").strip().lower() or "identity"
+    if value != "identity" and value not in CONTENT_ENCODINGS:
+        raise UnsupportedMediaTypeError(f"Content-Encoding {value!r} is not supported, expected one of "
+                                        f"['gzip', 'deflate', 'identity']",
+                                        expected=["gzip", "deflate", "identity"], received=value)
+    return value
+
+
+def decompress(body: Body, encoding: str, limit: int) -> Body:
+    """Decompresses ``body``, never holding more than ``limit`` + 1 decompressed bytes.
+
+    Raises:
+        PayloadTooLargeError: the decompressed body exceeds ``limit`` (413).
+        MalformedRequestError: the body is not valid ``encoding`` data (400).
+    """
+    wbits = CONTENT_ENCODINGS[encoding]
+    try:
+        return _inflate(body, wbits, limit)
+    except zlib.error as err:
+        if encoding == "deflate":  # some clients send raw deflate without the zlib wrapper
+            try:
+                return _inflate(body, -zlib.MAX_WBITS, limit)
+            except zlib.error:
+                pass
+        raise MalformedRequestError(f"the body is not valid {encoding} data: {err}",
+                                    expected=encoding) from err
+
+
+def _inflate(body: Body, wbits: int, limit: int) -> Body:
+    inflater = zlib.decompressobj(wbits)
+    out = bytearray(inflater.decompress(body, limit + 1))
+    while inflater.unconsumed_tail and len(out) <= limit:
+        out += inflater.decompress(inflater.unconsumed_tail, limit + 1 - len(out))
+    if len(out) > limit:
+        raise PayloadTooLargeError(f"the body decompresses to more than {limit} bytes, expected at most "
+                                   f"{limit}", expected=limit)
+    if not inflater.eof:
+        raise zlib.error("the compressed data ends early")
+    return out
+
+
+async def _read_raw(request: Request, limit: int) -> Body:
     declared = declared_length(request.headers.get("content-length"))
     if declared is not None and declared > limit:
         raise PayloadTooLargeError(f"the body has {declared} bytes, expected at most {limit}",
                                    expected=limit, received=declared)
     body = bytearray()
-    async for chunk in request.stream():
-        if len(body) + len(chunk) > limit:
-            raise PayloadTooLargeError(f"the body has more than {limit} bytes, expected at most {limit}",
-                                       expected=limit)
-        body += chunk
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > limit:
+                raise PayloadTooLargeError(f"the body has more than {limit} bytes, expected at most {limit}",
+                                           expected=limit)
+            body += chunk
+    except ClientDisconnect as err:
+        if request.scope.get(TIMED_OUT):  # the connection layer closed a body that came too slowly
+            raise RequestTimeoutError("the request body did not arrive in time", received=len(body)) from err
+        raise ClientDisconnectedError(f"the client closed the connection after {len(body)} bytes of its body",
+                                      received=len(body)) from err
     return body
 
 
+async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """Awaits ``work`` (an inference), cancelled as soon as the client disconnects.
+
+    A request whose client has gone is thereby taken off the batching queue before it runs
+    (counted in ``lc2d_dropped_requests_total{reason="client_gone"}``), instead of costing a model
+    run nobody reads. Call it once the body has been read: it listens on the request's channel.
+
+    Raises:
+        ClientDisconnectedError: the client disconnected first (499, logged, never sent).
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        raise ClientDisconnectedError("the client closed the connection before its answer") from None
+    finally:
+        watcher.cancel()
+
+
 # The rule for a POST without Content-Type, per kind of route. Browsers send such bodies
-# cross-origin without a CORS preflight, and guessing JSON would let any web page make a
-# visitor's browser run inferences here; refusing (415) is the safe default. The Open Inference
-# Protocol routes take such bodies as JSON (or binary tensors with
+# cross-origin without a CORS preflight (so do text/plain and form bodies, which are refused
+# here: 415), so reading them as JSON lets any web page make a visitor's browser run inferences
+# on a server it can reach. Weighed: the answer stays unreadable to that page (no CORS headers),
+# and an inference changes nothing on the server, so what such a page gains is CPU time, the
+# same as it gets from any public endpoint; refusing would break the official clients. The
+# Open Inference Protocol routes read such bodies as JSON (or binary tensors with
 # Inference-Header-Content-Length) because tritonclient and the KServe v2 clients send no
-# Content-Type at all.
-WHEN_CONTENT_TYPE_MISSING: dict[str, str | None] = {"tfserving": None, "v2": JSON}
+# Content-Type at all; the TensorFlow Serving routes too, because TensorFlow Serving does and
+# its documented `curl -d` examples send none. A deployment that must not be driven from
+# browsers puts the server behind authentication, which this rule cannot replace.
+WHEN_CONTENT_TYPE_MISSING: dict[str, str | None] = {"tfserving": JSON, "v2": JSON}
 """Route kind -> the media type assumed when a POST has no Content-Type (None: 415)."""
 
 
@@ -480,13 +585,28 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
     return Response(body, status_code=status_code, media_type=JSON, headers=headers)
 
 
-def error_response(err: ServiceError) -> Response:
-    """The JSON answer for a service error: what was expected and what was received."""
+def error_response(err: ServiceError, headers: dict[str, str] | None = None) -> Response:
+    """The JSON answer for a service error: what was expected and what was received.
+
+    File paths in the message and details (a model file, ONNX Runtime's sources) are cut to
+    their last component: clients learn what went wrong, not how the server is laid out.
+    """
+    content = {key: without_paths(value) if isinstance(value, str) else value
+               for key, value in err.to_dict().items()}
+    headers = {**err.headers, **(headers or {})}
     try:
-        return json_response(err.to_dict(), status_code=err.status_code, headers=err.headers)
+        return json_response(content, status_code=err.status_code, headers=headers)
     except TypeError:  # details orjson cannot write (an integer beyond 64 bits a client sent)
-        body = json.dumps(err.to_dict(), default=str).encode()
-        return Response(body, status_code=err.status_code, media_type=JSON, headers=err.headers)
+        body = json.dumps(content, default=str).encode()
+        return Response(body, status_code=err.status_code, media_type=JSON, headers=headers)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s/'\"(),:;\[\]]+)+/?")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute file path replaced by its last component."""
+    return _ABSOLUTE_PATH.sub(lambda found: found.group(0).rstrip("/").rsplit("/", 1)[-1], text)
 
 
 def npy_response(array: np.ndarray, headers: dict[str, str] | None = None) -> Response:

@@ -51,14 +51,24 @@ async def load_model(call: Call) -> Response:
     if not isinstance(parameters, Mapping):
         raise MalformedRequestError('expected "parameters" to be an object',
                                     expected="object", received=type(parameters).__name__)
+    registry = call.plane.registry
+    await registry.load(call.name, load_override(parameters))
+    return json_response(_model_rows(registry, call.name))
+
+
+def load_override(parameters: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The configuration a load request's parameters ask for (HTTP and gRPC), or None.
+
+    Raises:
+        MalformedRequestError: ``file:`` parameters (model files cannot be uploaded) (400).
+        InvalidModelConfigError: a ``config`` that is not a JSON object (400).
+    """
     files = sorted(key for key in parameters if str(key).startswith("file:"))
     if files:
         raise MalformedRequestError(f"loading model files sent in the request is not supported, received "
                                     f"{files}; put them in the repository and load by name",
                                     expected="no file: parameters", received=files)
-    registry = call.plane.registry
-    await registry.load(call.name, _config_override(parameters.get("config")))
-    return json_response(_model_rows(registry, call.name))
+    return _config_override(parameters.get("config"))
 
 
 async def unload_model(call: Call) -> Response:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.api import operations, repository, schemas, tfserving, v2
+from service.api import operations, repository, schemas, tfserving, tfserving_models, v2
 from service.api.bodies import NPY, OCTET
 from service.api.routing import Route
 from service.errors import (
@@ -62,6 +62,10 @@ V2_INFERENCE_ERRORS = tuple(e for e in INFERENCE_ERRORS if e is not NotAcceptabl
 CONTROL_BODY_ERRORS: tuple[type[ServiceError], ...] = (MalformedRequestError, PayloadTooLargeError)
 PREDICT: dict[str, Any] = {"ok": schemas.PredictResponse, "media_types": (NPY,), "errors": INFERENCE_ERRORS,
                            "openapi_extra": tfserving.predict_request_docs}
+CLASSIFY: dict[str, Any] = {"ok": schemas.ClassifyResponse, "errors": V2_INFERENCE_ERRORS}  # JSON only
+REGRESS: dict[str, Any] = {"ok": schemas.RegressResponse, "errors": V2_INFERENCE_ERRORS}
+STATUS: dict[str, Any] = {"ok": schemas.ModelStatus, "errors": (ModelNotFoundError, ModelNotReadyError)}
+METADATA: dict[str, Any] = {"ok": schemas.TFModelMetadata, "errors": (ModelNotFoundError, ModelNotReadyError)}
 INFER: dict[str, Any] = {"ok": schemas.InferResponse, "media_types": (OCTET,), "errors": V2_INFERENCE_ERRORS,
                          "openapi_extra": v2.infer_request_docs}
 
@@ -72,6 +76,32 @@ ROUTES: tuple[Route, ...] = (
           "Predict with a named model, its highest ready version", TFSERVING, **PREDICT),
     Route("POST", "/v1/models/{name}/versions/{version}:predict", tfserving.predict,
           "Predict with one version of a named model", TFSERVING, **PREDICT),
+    Route("POST", "/v1/models/{name}/labels/{label}:predict", tfserving.predict,
+          "Predict with the version a label (stable, canary) names", TFSERVING, **PREDICT),
+    Route("POST", "/v1/models/{name}:classify", tfserving_models.classify,
+          "Top classes with labels and scores per example", TFSERVING, **CLASSIFY),
+    Route("POST", "/v1/models/{name}/versions/{version}:classify", tfserving_models.classify,
+          "Classify with one version", TFSERVING, **CLASSIFY),
+    Route("POST", "/v1/models/{name}/labels/{label}:classify", tfserving_models.classify,
+          "Classify with the version a label names", TFSERVING, **CLASSIFY),
+    Route("POST", "/v1/models/{name}:regress", tfserving_models.regress,
+          "One value per example (single-output models)", TFSERVING, **REGRESS),
+    Route("POST", "/v1/models/{name}/versions/{version}:regress", tfserving_models.regress,
+          "Regress with one version", TFSERVING, **REGRESS),
+    Route("POST", "/v1/models/{name}/labels/{label}:regress", tfserving_models.regress,
+          "Regress with the version a label names", TFSERVING, **REGRESS),
+    Route("GET", "/v1/models/{name}", tfserving_models.model_status,
+          "Model status: the state of every version", TFSERVING, **STATUS),
+    Route("GET", "/v1/models/{name}/versions/{version}", tfserving_models.model_status,
+          "Model version status", TFSERVING, **STATUS),
+    Route("GET", "/v1/models/{name}/labels/{label}", tfserving_models.model_status,
+          "Status of the version a label names", TFSERVING, **STATUS),
+    Route("GET", "/v1/models/{name}/metadata", tfserving_models.model_metadata,
+          "Model metadata: the serving_default signature", TFSERVING, **METADATA),
+    Route("GET", "/v1/models/{name}/versions/{version}/metadata", tfserving_models.model_metadata,
+          "Model version metadata", TFSERVING, **METADATA),
+    Route("GET", "/v1/models/{name}/labels/{label}/metadata", tfserving_models.model_metadata,
+          "Metadata of the version a label names", TFSERVING, **METADATA),
     # --- Open Inference Protocol (KServe v2) ----------------------------------------------------
     Route("GET", "/v2", v2.server_metadata, "Server metadata", V2, ok=schemas.ServerMetadata),
     Route("GET", "/v2/health/live", v2.live, "Server liveness", V2, ok=schemas.Liveness),

@@ -16,6 +16,9 @@ wrong method) and for ``ServiceError`` raised outside an endpoint (a middleware,
 from __future__ import annotations
 
 import inspect
+import logging
+import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,7 +32,9 @@ from starlette.routing import compile_path
 
 from service.api.bodies import error_response
 from service.dataplane import DataPlane
-from service.errors import HTTPRouteError, InvalidRequestFieldsError, ServiceError
+from service.errors import HTTPRouteError, InternalServerError, InvalidRequestFieldsError, ServiceError
+
+logger = logging.getLogger("lc2d.service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +116,40 @@ class Route:
 
 
 async def respond(route: Route, call: Call) -> Response:
-    """Runs the route's endpoint; a :class:`ServiceError` becomes its JSON error answer."""
+    """Runs the route's endpoint; a :class:`ServiceError` becomes its JSON error answer.
+
+    Every error is logged in one line with the request id (``X-Request-ID`` from the client, or
+    a new one), which the answer carries too. An exception that is not a ``ServiceError`` is a
+    bug of the server: its traceback goes to the log, the client gets a JSON 500 naming only the
+    request id, and the connection stays usable.
+    """
     try:
         return await route.endpoint(call)
     except ServiceError as err:
-        return error_response(err)
+        return answer_error(call.request, err)
+    except Exception:
+        rid = request_id(call.request)
+        logger.exception("request %s %s %s: internal error", rid, call.request.method, call.request.url.path)
+        return answer_error(call.request, InternalServerError(
+            f"internal error; the server log has the details under request id {rid}", request_id=rid))
+
+
+def answer_error(request: Request, err: ServiceError) -> Response:
+    """Logs a service error in one line (with the request id) and builds its answer."""
+    rid = request_id(request)
+    level = logging.WARNING if err.status_code >= 500 else logging.INFO
+    logger.log(level, "request %s %s %s -> %d %s: %s", rid, request.method, request.url.path,
+               err.status_code, err.code, err.message)
+    return error_response(err, headers={"X-Request-ID": rid})
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def request_id(request: Request) -> str:
+    """The client's ``X-Request-ID`` when it is a short plain token, else a new random id."""
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
 
 
 def build_router(routes: Sequence[Route], plane: DataPlane) -> APIRouter:
@@ -194,9 +228,9 @@ def _openapi_extra(route: Route, plane: DataPlane) -> dict[str, Any]:
 def install_error_handlers(app: FastAPI) -> None:
     """Turns the errors raised outside endpoints into the same JSON error answers."""
 
-    async def service_error(_: Request, err: Exception) -> Response:
+    async def service_error(request: Request, err: Exception) -> Response:
         assert isinstance(err, ServiceError)
-        return error_response(err)
+        return answer_error(request, err)
 
     async def validation_error(_: Request, err: Exception) -> Response:
         assert isinstance(err, RequestValidationError)

@@ -94,7 +94,8 @@ class OutputTensor(Schema):
     name: str
     datatype: str
     shape: list[int]
-    data: list[float] | None = None
+    data: list[float] | list[str] | None = Field(
+        default=None, description='numbers; for BYTES (the classification extension) "score:index[:label]"')
     parameters: dict[str, Any] | None = None
 
 
@@ -105,6 +106,40 @@ class InferResponse(Schema):
     model_version: str
     id: str | None = None
     outputs: list[OutputTensor]
+
+
+class VersionStatus(Schema):
+    """One version in TensorFlow Serving's model status."""
+
+    version: str
+    state: str = Field(description="LOADING, AVAILABLE, UNLOADING or END")
+    status: dict[str, str] = Field(description='{"error_code": "OK" | "UNKNOWN", "error_message": reason}')
+
+
+class ModelStatus(Schema):
+    """TensorFlow Serving's model status (``GetModelStatusResponse``)."""
+
+    model_version_status: list[VersionStatus]
+
+
+class TFModelMetadata(Schema):
+    """TensorFlow Serving's model metadata (``GetModelMetadataResponse``): the signature."""
+
+    model_spec: dict[str, str] = Field(description="name, signature_name, version")
+    metadata: dict[str, Any] = Field(description="signature_def.signature_def.serving_default: inputs, "
+                                                 "outputs (dtype, tensor_shape, name), method_name")
+
+
+class ClassifyResponse(Schema):
+    """TensorFlow Serving's classify answer: per example, every [label, score], highest first."""
+
+    result: list[list[tuple[str, float]]]
+
+
+class RegressResponse(Schema):
+    """TensorFlow Serving's regress answer: one value per example."""
+
+    result: list[float]
 
 
 class RepositoryEntry(Schema):

@@ -10,6 +10,10 @@ answers the first output as ``.npy``.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
+import math
 from typing import Any
 
 import numpy as np
@@ -28,12 +32,41 @@ from service.api.bodies import (
     preferred_response,
     read_body,
     require_media_type,
+    unless_client_leaves,
 )
 from service.api.routing import Call
 from service.contract import NO_LIMITS, InputContract, InputLimits
 from service.dataplane import DataPlane
-from service.errors import MalformedRequestError
+from service.errors import MalformedRequestError, ModelNotFoundError
 from service.registry import ModelVersion
+from service.scoring.errors import ScoringInputError
+from service.scoring.images import ImageLayout, read_image
+
+LABELS = ("stable", "canary")
+"""Version labels of ``/v1/models/{name}/labels/{label}``: see :func:`label_version`."""
+SIGNATURE = "serving_default"
+"""The one signature every model has (TensorFlow Serving's default signature name)."""
+
+
+def requested_version(call: Call) -> str | None:
+    """The version a TensorFlow Serving route names: ``{version}``, or a ``{label}``, or none."""
+    label = call.params.get("label")
+    if label is None:
+        return call.version
+    return label_version(call.plane, call.name, label)
+
+
+def label_version(plane: DataPlane, name: str | None, label: str) -> str:
+    """``stable``: the version requests without a version go to (the model's ``default_version``,
+    else the highest ready one); ``canary``: the highest ready version. Other labels: 404."""
+    if label not in LABELS:
+        raise ModelNotFoundError(f"model {name!r} has no version label {label!r}; labels: {list(LABELS)}",
+                                 expected=list(LABELS), received=label)
+    default = plane.find(name).version
+    if label == "stable" or name is None:
+        return default
+    ready = [item.version for item in plane.versions(name).values() if item.ready]
+    return max(ready, key=lambda v: (int(v), "") if v.isdigit() else (-1, v)) if ready else default
 
 
 async def predict(call: Call) -> Response:
@@ -41,9 +74,10 @@ async def predict(call: Call) -> Response:
 
     ``{"instances": [...]}`` answers ``{"predictions": [...]}``, ``{"inputs": ...}`` answers
     ``{"outputs": ...}``, both with ``"labels"`` when the model has labels. ``Accept:
-    application/x-npy`` answers the first output as ``.npy``.
+    application/x-npy`` answers the first output as ``.npy``. ``{"b64": "..."}`` stands for an
+    instance: raw little-endian float32 of the instance's shape, or a PNG/JPEG image.
     """
-    async with call.plane.serving(call.name, call.version) as item:
+    async with call.plane.serving(call.name, requested_version(call)) as item:
         return await _predict(call, item)
 
 
@@ -51,9 +85,10 @@ async def _predict(call: Call, item: ModelVersion) -> Response:
     plane, request, contract = call.plane, call.request, item.contract
     kind = require_media_type(request, (JSON, NPY), "tfserving")
     answer_as = preferred_response(request)
+    plane.admit(item)
     body = await read_body(request, body_limit(plane.settings, kind))
     batch, columnar = await off_loop(len(body), parse_predict_body, kind, body, contract, item.limits)
-    outputs = await plane.infer(item, batch)
+    outputs = await unless_client_leaves(request, plane.infer(item, batch))
     headers = {"X-Model-Name": item.name, "X-Model-Version": item.version}
     if answer_as == NPY:
         first = contract.output_names[0]
@@ -112,15 +147,66 @@ def parse_predict_json(payload: Any, contract: InputContract, limits: InputLimit
         raise MalformedRequestError(
             'expected a JSON object with exactly one of "instances" (a list of instances) or "inputs" '
             f"(a batch), received {received}", expected=["instances", "inputs"], received=received)
+    check_signature(payload)
     if "instances" in payload:
         instances = payload["instances"]
-        if isinstance(instances, list) and any(isinstance(instance, dict) for instance in instances):
+        if isinstance(instances, list) and any(isinstance(instance, dict) and not _is_b64(instance)
+                                               for instance in instances):
             instances = [_named_input(instance, contract, index) for index, instance in enumerate(instances)]
-        return contract.validate_instances(instances, limits), False
+        return contract.validate_instances(decode_values(instances, contract), limits), False
     inputs = payload["inputs"]
-    if isinstance(inputs, dict):
+    if isinstance(inputs, dict) and not _is_b64(inputs):
         inputs = _named_input(inputs, contract)
+    if isinstance(inputs, list) and any(_is_b64(value) for value in inputs):
+        return contract.validate_instances(decode_values(inputs, contract), limits), True
     return contract.validate_batch(inputs, limits), True
+
+
+def check_signature(payload: dict[str, Any]) -> None:
+    """Refuses (400) a ``signature_name`` other than the one every model has."""
+    name = payload.get("signature_name")
+    if name is not None and name != SIGNATURE:
+        raise MalformedRequestError(f"unknown signature_name {name!r}; this model has one signature: "
+                                    f"[{SIGNATURE!r}]", expected=[SIGNATURE], received=repr(name))
+
+
+def decode_values(values: Any, contract: InputContract) -> Any:
+    """``values`` with every ``{"b64": "..."}`` instance decoded (other values unchanged).
+
+    The decoded bytes are the instance itself when they are exactly its size as little-endian
+    float32; otherwise they must be a PNG or JPEG image, decoded as ``lc2d score`` decodes image
+    files (resized, channels converted, ``pixel / 255`` unless the model says otherwise).
+    """
+    if not isinstance(values, list) or not any(_is_b64(value) for value in values):
+        return values
+    return [_decode_b64(value["b64"], contract, index) if _is_b64(value) else value
+            for index, value in enumerate(values)]
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"}
+
+
+def _decode_b64(text: Any, contract: InputContract, index: int) -> np.ndarray:
+    try:
+        data = base64.b64decode(text, validate=True) if isinstance(text, str) else None
+    except binascii.Error:
+        data = None
+    if data is None:
+        raise MalformedRequestError(f"instance {index}: the b64 value is not base64 text",
+                                    expected="base64 string", instance=index)
+    shape = contract.instance_shape
+    if all(d is not None for d in shape) and len(data) == 4 * math.prod(int(d or 0) for d in shape):
+        return np.frombuffer(data, "<f4").reshape([int(d or 0) for d in shape])
+    raw_size = 4 * math.prod(int(d or 0) for d in shape) if all(d is not None for d in shape) else None
+    try:
+        layout = ImageLayout.from_contract(contract)
+        return read_image(io.BytesIO(data), layout, name=f"instance {index}'s b64 value")
+    except ScoringInputError as err:
+        raise MalformedRequestError(
+            f"instance {index}: the b64 value has {len(data)} bytes: expected {raw_size} bytes (float32 of "
+            f"shape {list(shape)}) or a PNG/JPEG image for this model ({err.message})",
+            expected=raw_size, received=len(data), instance=index) from err
 
 
 def predict_answer(outputs: dict[str, np.ndarray], contract: InputContract, columnar: bool) -> dict[str, Any]:

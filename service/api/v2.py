@@ -28,6 +28,7 @@ from service.api.bodies import (
     parse_json,
     read_body,
     require_media_type,
+    unless_client_leaves,
 )
 from service.api.routing import Call
 from service.api.tfserving import example_instance
@@ -75,9 +76,13 @@ async def model_ready(call: Call) -> Response:
 
 
 async def infer(call: Call) -> Response:
-    """Runs inference on JSON tensors or binary tensors (``Inference-Header-Content-Length``)."""
+    """Runs inference on JSON tensors or binary tensors (``Inference-Header-Content-Length``).
+
+    ``?version=V`` (as tritonclient.http's ``query_params`` sends it) names the version like the
+    ``/versions/{version}`` path does.
+    """
     assert call.name is not None
-    async with call.plane.serving(call.name, call.version) as item:
+    async with call.plane.serving(call.name, query_version(call)) as item:
         return await _infer(call, item)
 
 
@@ -86,10 +91,26 @@ async def _infer(call: Call, item: ModelVersion) -> Response:
     require_media_type(request, (JSON, OCTET), "v2")
     header_length = request.headers.get(HEADER_LENGTH)
     limit = body_limit(call.plane.settings, JSON if header_length is None else OCTET)
+    call.plane.admit(item)
     body = await read_body(request, limit)
     parsed = await off_loop(len(body), parse_infer_body, body, header_length, item.contract, item.limits)
-    outputs = await call.plane.infer(item, parsed.batch)
+    outputs = await unless_client_leaves(request, call.plane.infer(item, parsed.batch))
     return infer_response(item, outputs, parsed)
+
+
+def query_version(call: Call) -> str | None:
+    """The version of the path or of ``?version=``; 400 when they differ, or for other parameters."""
+    query = call.request.query_params
+    unknown = sorted(set(query) - {"version"})
+    if unknown:
+        raise MalformedRequestError(f"unknown query parameters {unknown}, expected none or ['version']",
+                                    expected=["version"], received=unknown)
+    asked = query.getlist("version")
+    if len(asked) > 1 or (asked and call.version is not None and asked[0] != call.version):
+        raise MalformedRequestError(f"the request names versions {[call.version, *asked]}, expected one "
+                                    f"(in the path or in ?version=)", expected="one version",
+                                    received=[v for v in (call.version, *asked) if v is not None])
+    return asked[0] if asked else call.version
 
 
 def infer_request_docs(plane: DataPlane) -> dict[str, Any]:

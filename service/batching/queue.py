@@ -48,6 +48,9 @@ class BatchObserver(Protocol):
     def batch_timed(self, timing: BatchTiming) -> None:
         """Called after each successful run with where its requests' time went."""
 
+    def request_dropped(self, reason: str) -> None:
+        """Called for each request taken off the queue unrun: ``"client_gone"`` or ``"deadline"``."""
+
 
 @dataclass(frozen=True)
 class BatchTiming:
@@ -154,6 +157,14 @@ class DynamicBatcher:
 
     # --- requests ------------------------------------------------------------------------------
 
+    def refuse_if_full(self) -> None:
+        """Raises :class:`QueueFullError` (503) when ``max_queue`` requests wait; routes call it
+        before reading a body, so that a full queue costs a refused client nothing more."""
+        if len(self._waiting) >= self.max_queue:
+            raise QueueFullError(f"model {self.name!r} has {len(self._waiting)} requests waiting "
+                                 f"(the limit is {self.max_queue}); retry later",
+                                 retry_after_s=1, queue_limit=self.max_queue)
+
     async def submit(self, batch: np.ndarray, timeout_s: float | None = None) -> Outputs:
         """Queues one validated request batch and waits for its outputs.
 
@@ -172,13 +183,12 @@ class DynamicBatcher:
         """
         if self._closing or not self._workers or self._wakeup is None:
             raise ModelNotReadyError(f"model {self.name!r} is not accepting requests (shutting down)")
-        if len(self._waiting) >= self.max_queue:
-            raise QueueFullError(f"model {self.name!r} has {len(self._waiting)} requests waiting "
-                                 f"(the limit is {self.max_queue}); retry later",
-                                 retry_after_s=1, queue_limit=self.max_queue)
+        self.refuse_if_full()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outputs] = loop.create_future()
-        self._waiting.append(_Waiting(batch, future))
+        entry = _Waiting(batch, future)
+        self._waiting.append(entry)
+        future.add_done_callback(lambda _: self._leave_unrun(entry))
         self._queue_changed()
         self._wakeup.set()
         # The deadline fails the future itself (a request that has not run is then skipped), so
@@ -229,7 +239,7 @@ class DynamicBatcher:
         while self._waiting:
             head = self._waiting[0]
             if head.future.done():  # cancelled by its deadline or its client
-                self._waiting.popleft()
+                self._drop_head()
                 continue
             if taken and total + head.size > self.max_batch_size:
                 break
@@ -299,9 +309,29 @@ class DynamicBatcher:
                 f"model {self.name!r} did not answer within the {timeout_s:g} s deadline",
                 deadline_s=timeout_s))
 
+    def _leave_unrun(self, entry: _Waiting) -> None:
+        """A request finished while still queued (client gone, deadline): off the queue at once,
+        so it neither waits for a worker to skip it nor holds a place ``max_queue`` counts."""
+        if not entry.future.cancelled() and entry.future.exception() is None:
+            return  # answered: it had left the queue to run
+        try:
+            self._waiting.remove(entry)
+        except ValueError:
+            return  # it was taken into a batch already (the batch's failure was its answer)
+        self._report_drop(entry)
+        self._queue_changed()
+
     def _drop_finished_heads(self) -> None:
         while self._waiting and self._waiting[0].future.done():
-            self._waiting.popleft()
+            self._drop_head()
+
+    def _drop_head(self) -> None:
+        """Takes a finished request off the queue without running it, and says why."""
+        self._report_drop(self._waiting.popleft())
+
+    def _report_drop(self, entry: _Waiting) -> None:
+        if self._observer is not None:
+            self._observer.request_dropped("client_gone" if entry.future.cancelled() else "deadline")
 
     def _queued_instances(self) -> int:
         return sum(item.size for item in self._waiting if not item.future.done())

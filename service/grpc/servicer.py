@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import json_format
 
+from service.api.repository import load_override
 from service.api.v2 import check_input_names, check_output_names
 from service.classification import class_count, top_classes
 from service.contract import InputContract
@@ -142,8 +142,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                                   context: Any) -> pb.RepositoryModelLoadResponse:
         _check_repository(request.repository_name)
         parameters = {key: parameter_value(value) for key, value in request.parameters.items()}
-        override = _config_override(parameters)
-        await self.plane.registry.load(request.model_name, override)
+        await self.plane.registry.load(request.model_name, load_override(parameters))
         return pb.RepositoryModelLoadResponse()
 
     @rpc
@@ -164,27 +163,6 @@ def _check_repository(name: str) -> None:
     if name:
         raise MalformedRequestError(f"this server has one model repository; expected an empty "
                                     f"repository_name, received {name!r}", expected="", received=name)
-
-
-def _config_override(parameters: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``config`` parameter of a load request (a JSON model configuration), or None."""
-    unknown = sorted(set(parameters) - {"config"})
-    if unknown:
-        raise MalformedRequestError(f"unknown load parameters {unknown}, expected none or ['config'] "
-                                    f"(a JSON model configuration); model files cannot be uploaded",
-                                    expected=["config"], received=unknown)
-    if "config" not in parameters:
-        return None
-    try:
-        override = json.loads(parameters["config"])
-    except (TypeError, json.JSONDecodeError) as err:
-        raise MalformedRequestError(f"the load parameter config is not a JSON object: {err}",
-                                    expected="JSON object") from err
-    if not isinstance(override, dict):
-        raise MalformedRequestError(f"the load parameter config must be a JSON object, received "
-                                    f"{type(override).__name__}", expected="object",
-                                    received=type(override).__name__)
-    return override
 
 
 def _requested_outputs(request: pb.ModelInferRequest,

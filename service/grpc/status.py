@@ -16,10 +16,12 @@ GRPC_CODES: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,    # malformed request
     404: grpc.StatusCode.NOT_FOUND,           # unknown model or version
     406: grpc.StatusCode.INVALID_ARGUMENT,    # (HTTP content negotiation; never from gRPC)
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,   # (HTTP read timeout; never from gRPC)
     409: grpc.StatusCode.FAILED_PRECONDITION,  # load/unload while the model control mode forbids it
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,  # larger than the body limit
     415: grpc.StatusCode.INVALID_ARGUMENT,    # (HTTP media type; never from gRPC)
     422: grpc.StatusCode.INVALID_ARGUMENT,    # breaks the model's input contract
+    499: grpc.StatusCode.CANCELLED,           # the client went away before its answer
     503: grpc.StatusCode.UNAVAILABLE,         # not ready, draining, queue full: retry later
     504: grpc.StatusCode.DEADLINE_EXCEEDED,   # not answered within the request deadline
 }

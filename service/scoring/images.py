@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -70,14 +71,20 @@ class ImageLayout:
                    channels_first=channels_first, pixel_scale=_pixel_scale(contract))
 
 
-def read_image(path: Path, layout: ImageLayout) -> np.ndarray:
-    """Decodes one file into a float32 array of ``layout.instance_shape``.
+def read_image(path: Path | BinaryIO, layout: ImageLayout, name: str | None = None) -> np.ndarray:
+    """Decodes one file (or an open binary stream) into a float32 array of ``layout.instance_shape``.
+
+    Args:
+        path: the file, or a stream holding a PNG or JPEG (a ``{"b64": ...}`` value of a request).
+        layout: how the picture becomes a model input.
+        name: what to call the image in messages (default: the path).
 
     Raises:
         ScoringInputError: the file is not a readable image.
     """
     from PIL import Image, UnidentifiedImageError
 
+    name = name or repr(str(path))
     try:
         with Image.open(path) as image:
             shrinks = image.width >= layout.width and image.height >= layout.height
@@ -86,10 +93,10 @@ def read_image(path: Path, layout: ImageLayout) -> np.ndarray:
                 Image.Resampling.BOX if shrinks else Image.Resampling.BILINEAR)
     except Image.DecompressionBombError as err:  # more pixels than Pillow agrees to decode
         raise ScoringInputError(f"expected a PNG or JPEG image of at most {Image.MAX_IMAGE_PIXELS:,} "
-                                f"pixels, received {str(path)!r}, which Pillow refuses as a "
+                                f"pixels, received {name}, which Pillow refuses as a "
                                 f"decompression bomb ({err})") from err
     except (UnidentifiedImageError, OSError, ValueError, MemoryError) as err:
-        raise ScoringInputError(f"expected a PNG or JPEG image, received {str(path)!r}, which Pillow "
+        raise ScoringInputError(f"expected a PNG or JPEG image, received {name}, which Pillow "
                                 f"cannot read ({err})") from err
     pixels = np.asarray(picture, dtype=np.float32).reshape(layout.height, layout.width, layout.channels)
     if layout.pixel_scale is None:

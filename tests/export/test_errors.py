@@ -67,10 +67,12 @@ def test_export_parity_failure_is_reported(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
     ({"policy": "fastest"}, r"Expected one of \['implementation', 'local'"),
-    ({"opset": 16}, "Expected an integer of at least 17"),
+    ({"opset": 16}, "greater than or equal to 17"),
     ({"opset": 10_000}, "Expected an integer from 17 to"),
-    ({"dense_budget_bytes": 0}, "Expected a positive number of bytes"),
-    ({"parity_batch_sizes": ()}, "Expected one or more positive integers"),
+    ({"dense_budget_bytes": 0}, "dense_budget_bytes\n  Input should be greater than 0"),
+    ({"parity_batch_sizes": ()}, "at least 1 item"),
+    ({"parity_batch_sizes": (1, 0)}, "greater than 0"),
+    ({"precision": "bf16"}, "Input should be 'fp32' or 'fp16'"),
     ({"provider": "NoSuchExecutionProvider"}, "is not available"),
 ])
 def test_export_bad_arguments_raise_value_error(kwargs: dict[str, object], expected: str,

@@ -66,30 +66,35 @@ def test_export_unknown_output_lists_the_available_layers(small_deepface: Any, t
 
 @pytest.mark.parametrize("outputs", [["F7", "F7"], [""]])
 def test_export_outputs_must_be_distinct_names(outputs: list[str]) -> None:
-    from export import ExportError, ExportOptions
+    from export import ExportOptions
 
-    with pytest.raises(ExportError, match="Expected distinct layer names"):
+    with pytest.raises(ValueError, match="expected distinct layer names"):
         ExportOptions(outputs=outputs)
 
 
 @pytest.fixture(scope="module")
-def deepface_keras(small_deepface: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("outputs") / "deepface.keras"
-    small_deepface.save(path)
+def digits_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from models.builders import digits_classifier
+
+    path = tmp_path_factory.mktemp("outputs") / "digits.keras"
+    digits_classifier(implementation=1, labels=[str(i) for i in range(10)]).save(path)
     return path
 
 
-def test_cli_export_outputs_writes_the_embedding_model(deepface_keras: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "embedding.onnx"
-    assert main(["export", str(deepface_keras), "-o", str(out), "--outputs", "F7", "--outputs", "L5"]) == 0
-    assert [o.name for o in onnx.load(str(out)).graph.output] == ["F7", "L5"]
+def test_cli_export_outputs_writes_the_chosen_layers(digits_keras: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "features.onnx"
+    argv = ["export", str(digits_keras), "-o", str(out), "--outputs", "hidden", "--outputs", "local"]
+    assert main(argv) == 0
+    proto = onnx.load(str(out))
+    assert [o.name for o in proto.graph.output] == ["hidden", "local"]
+    assert "lc2d.labels" not in {p.key for p in proto.metadata_props}  # labels describe probabilities
     assert "parity:" in capsys.readouterr().out
 
 
-def test_cli_export_unknown_output_exits_2_with_one_line(deepface_keras: Path, tmp_path: Path,
+def test_cli_export_unknown_output_exits_2_with_one_line(digits_keras: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["export", str(deepface_keras), "-o", str(tmp_path / "m.onnx"), "--outputs", "F9"]) == 2
+    assert main(["export", str(digits_keras), "-o", str(tmp_path / "m.onnx"), "--outputs", "F7"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("lc2d export: error: Unknown output layer(s) ['F9']") and "'F7'" in err
-    assert "\n" not in err
+    assert err.startswith("lc2d export: error: Unknown output layer(s) ['F7']. Expected names of layers")
+    assert "['local', 'flatten', 'hidden', 'probabilities', 'labels']" in err and "\n" not in err

@@ -91,6 +91,21 @@ def test_cli_export_precision_fp16_with_chosen_outputs(tmp_path: Path,
     assert "fp16" in capsys.readouterr().out
     assert_float16_inside_float32_outside(out)
     assert [o.name for o in onnx.load(str(out)).graph.output] == ["hidden"]
-    with pytest.raises(SystemExit) as caught:
-        main(["export", str(source), "-o", str(out), "--precision", "bf16"])
-    assert caught.value.code == 2 and "choose from 'fp32', 'fp16'" in capsys.readouterr().err
+    assert main(["export", str(source), "-o", str(out), "--precision", "bf16"]) == 2
+    assert "--precision: expected one of 'fp32' or 'fp16', received 'bf16'" in capsys.readouterr().err
+
+
+def test_fp16_export_is_served_like_fp32(tmp_path: Path, export_rng: np.random.Generator) -> None:
+    from export import ExportOptions, to_onnx
+    from export.parity import FP16_TOLERANCE
+    from service.runtime import load_model
+
+    model = lc_stack(3, "channels_first")
+    path = tmp_path / "fp16.onnx"
+    to_onnx(model, path, ExportOptions(policy="chunked", precision="fp16"))  # a Scan body in fp16
+    served = load_model(path, device="cpu")
+    assert served.contract.dtype == "float32"
+    assert served.contract.metadata["lc2d.precision"] == "fp16"
+    x = random_input(export_rng, model, batch=3)
+    (y,) = served.run(served.contract.validate_batch(x)).values()
+    assert FLOAT32_NOISE < relative_error(y, keras_predict(model, x)) < FP16_TOLERANCE

@@ -17,6 +17,7 @@ import pytest
 
 from lc2d.cli import main
 from models import LocallyConnected2D, model_labels
+from models.comparison import relative_error
 from models.legacy import (
     LegacyImportError,
     UnsupportedLegacyLayersError,
@@ -29,11 +30,6 @@ tf_keras = pytest.importorskip("tf_keras")
 L = tf_keras.layers
 RTOL = 1e-5
 SMALL_DEEPFACE = {"classes": 7, "input_shape": (72, 72, 3)}  # 71x71 is the smallest that fits
-
-
-def rel_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    assert actual.shape == expected.shape
-    return float(np.abs(actual - expected).max() / np.abs(expected).max())
 
 
 def he_randomize(model, rng: np.random.Generator) -> None:
@@ -120,7 +116,7 @@ def test_import_sequential_lc2d_model_matches_tf_keras(implementation, data_form
     local = imported.get_layer("local")
     assert isinstance(local, LocallyConnected2D)
     assert (local.implementation, local.data_format) == (implementation, data_format)
-    assert rel_error(predict(imported, x), expected) <= RTOL
+    assert relative_error(predict(imported, x), expected) <= RTOL
     assert report.verified and report.max_relative_error <= RTOL
 
 
@@ -139,14 +135,14 @@ def test_import_functional_model_with_branches_matches_tf_keras(tmp_path, rng):
     imported, report = import_legacy(path)
 
     assert report.kind == "full-model" and report.architecture == "Functional"
-    assert rel_error(predict(imported, x), np.asarray(model(x))) <= RTOL
+    assert relative_error(predict(imported, x), np.asarray(model(x))) <= RTOL
 
 
 def test_import_full_model_small_deepface_keeps_names_and_outputs(small_deepface):
     imported, report = import_legacy(small_deepface["full"])
     assert [layer.name for layer in imported.layers] == [
         "C1", "M2", "C3", "L4", "L5", "L6", "F0", "F7", "D0", "F8"]
-    assert rel_error(predict(imported, small_deepface["x"]), small_deepface["expected"]) <= RTOL
+    assert relative_error(predict(imported, small_deepface["x"]), small_deepface["expected"]) <= RTOL
     assert report.verified
 
 
@@ -155,7 +151,7 @@ def test_import_weights_only_small_deepface_maps_layers_by_name(small_deepface):
                                      builder_kwargs=SMALL_DEEPFACE)
     assert report.kind == "weights-only"
     assert imported.get_layer("L4").implementation == 1  # detected from the kernel's rank
-    assert rel_error(predict(imported, small_deepface["x"]), small_deepface["expected"]) <= RTOL
+    assert relative_error(predict(imported, small_deepface["x"]), small_deepface["expected"]) <= RTOL
     assert report.verified
 
 
@@ -210,7 +206,7 @@ def test_cli_import_legacy_writes_a_keras_model_with_labels(small_deepface, tmp_
     assert code == 0, capsys.readouterr().err
     loaded = keras.saving.load_model(out)
     assert model_labels(loaded) == [f"person {i}" for i in range(7)]
-    assert rel_error(predict(loaded, small_deepface["x"]), small_deepface["expected"]) <= RTOL
+    assert relative_error(predict(loaded, small_deepface["x"]), small_deepface["expected"]) <= RTOL
 
 
 @pytest.mark.parametrize("arguments", [
@@ -245,7 +241,7 @@ def test_weights_only_import_detects_the_stored_implementation(implementation, t
     imported, report = import_legacy(path, architecture="digits_classifier")
 
     assert imported.get_layer("local").implementation == implementation
-    assert rel_error(predict(imported, x), np.asarray(model(x))) <= RTOL
+    assert relative_error(predict(imported, x), np.asarray(model(x))) <= RTOL
     assert report.verified
 
 
@@ -264,7 +260,7 @@ def test_unknown_keras_2_config_keys_are_dropped_and_reported(tmp_path, rng):
     imported, report = import_legacy(path, verify=False)  # tf_keras itself rejects the key
 
     assert report.dropped_config_keys == {"local": ["keras2_only_option"]}
-    assert rel_error(predict(imported, x), np.asarray(model(x))) <= RTOL
+    assert relative_error(predict(imported, x), np.asarray(model(x))) <= RTOL
 
 
 def test_cli_import_legacy_compares_shapes_before_building_dense_kernels(tmp_path, rng, monkeypatch,

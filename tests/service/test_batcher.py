@@ -22,6 +22,7 @@ class Recorder:
         self.sizes: list[int] = []
         self.depths: list[int] = []
         self.timings: list[BatchTiming] = []
+        self.dropped: list[str] = []
 
     def batch_ran(self, size: int, requests: int, seconds: float) -> None:
         self.sizes.append(size)
@@ -31,6 +32,9 @@ class Recorder:
 
     def batch_timed(self, timing: BatchTiming) -> None:
         self.timings.append(timing)
+
+    def request_dropped(self, reason: str) -> None:
+        self.dropped.append(reason)
 
 
 def submit_all(requests: list[np.ndarray], **options: Any) -> list[dict[str, np.ndarray]]:
@@ -173,6 +177,35 @@ def test_batcher_skips_a_cancelled_request_and_serves_the_others() -> None:
     answer = asyncio.run(scenario())
     np.testing.assert_array_equal(answer["y"], np.full((1, 2), 2.0))
     assert calls == [1]
+
+
+def test_batcher_takes_a_cancelled_request_off_the_queue_at_once_and_reports_it() -> None:
+    recorder = Recorder()
+    release = threading.Event()
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        release.wait(10)  # the first batch holds the worker while the others wait
+        return {"y": batch}
+
+    async def scenario() -> tuple[int, int]:
+        batcher = DynamicBatcher(run, max_batch_size=1, max_queue=2, observer=recorder)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(np.zeros((1, 2), np.float32)))
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.ensure_future(batcher.submit(np.zeros((1, 2), np.float32))) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        full = batcher.queue_depth
+        for task in waiting:
+            task.cancel()
+        await asyncio.sleep(0)
+        after = batcher.queue_depth  # while the worker is still busy: no skipping needed
+        release.set()
+        await running
+        await batcher.close()
+        return full, after
+
+    assert asyncio.run(scenario()) == (2, 0)
+    assert recorder.dropped == ["client_gone", "client_gone"]
 
 
 def test_batcher_refuses_requests_beyond_max_queue_with_retry_after() -> None:

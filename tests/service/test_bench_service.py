@@ -49,11 +49,12 @@ def test_bench_service_writes_throughput_latency_and_paired_overhead(tiny_model,
     assert code == 0
     report = json.loads(out.read_text())
     assert {(r["batching"], r["body"], r["concurrency"]) for r in report["server"]} == {
-        (mode, body, c) for mode in ("on", "off") for body in ("json", "npy") for c in (1, 4)}
+        (mode, body, c) for mode in ("on", "off") for body in ("json", "npy", "grpc") for c in (1, 4)}
     assert all(r["throughput_rps"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] and r["rounds"] == 2
                for r in report["server"])
-    assert len(report["rounds"]) == 2 * 2 * 2 * 2  # bodies x levels x batching on/off x rounds
-    for body in ("json", "npy"):
+    assert len(report["rounds"]) == 3 * 2 * 2 * 2  # bodies x levels x batching on/off x rounds
+    assert report["ratios"]["grpc_over_npy_throughput_c4_batching"] > 0
+    for body in ("json", "npy", "grpc"):
         paired = report["paired_c1"][body]
         assert paired["server"]["p50_ms"] > 0 and paired["direct"]["p50_ms"] > 0 and paired["block"] == 10
         assert "server_overhead_median_block_ms_c1_" + body in report["ratios"]

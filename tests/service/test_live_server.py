@@ -74,6 +74,24 @@ def test_tritonclient_binary_tensors_match_a_direct_run(live_server, direct_sess
     client.close()
 
 
+def test_tritonclient_http_compressed_bodies_and_version_query(live_server, direct_session, rng) -> None:
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(urlsplit(live_server.url).netloc)
+    batch = rng.normal(size=(4, 8, 8, 1)).astype(np.float32)
+    tensor = triton.InferInput("input", list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch, binary_data=True)
+    expected = direct_session.run(None, {"input": batch})[0]
+    for algorithm in ("gzip", "deflate"):
+        result = client.infer("tiny", [tensor], request_compression_algorithm=algorithm,
+                              response_compression_algorithm=algorithm, query_params={"version": "1"})
+        np.testing.assert_allclose(result.as_numpy("probabilities"), expected, **TOLERANCE)
+    with pytest.raises(InferenceServerException, match="has no version '2'"):
+        client.infer("tiny", [tensor], query_params={"version": "2"})
+    client.close()
+
+
 def test_plain_http_predict_and_errors(live_server, tiny_model, rng) -> None:
     batch = rng.normal(size=(2, 8, 8, 1)).astype(np.float32)
     status, _, body = post_json(live_server.url, "/v1/models/tiny:predict", {"instances": batch.tolist()})

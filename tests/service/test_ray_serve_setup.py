@@ -94,6 +94,22 @@ def test_serve_config_file_validates_and_builds_the_application_it_documents() -
         assert deployment.name == ray_serve.DEPLOYMENT_NAME
 
 
+def test_replica_health_is_the_apps_readiness(tiny_model: WrittenModel) -> None:
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    app = create_app(ServeSettings(model=[tiny_model.path]))
+    replica = SimpleNamespace(_app=app)
+    with pytest.raises(RuntimeError, match="no model version of this replica is ready"):
+        ray_serve.LC2DReplica.check_health(replica)  # before the lifespan starts the batchers
+    with TestClient(app) as client:
+        assert client.get("/v2/health/ready").status_code == 200
+        ray_serve.LC2DReplica.check_health(replica)
+    with pytest.raises(RuntimeError):  # draining after shutdown: not ready again
+        ray_serve.LC2DReplica.check_health(replica)
+
+
 def test_build_app_refuses_shipped_models() -> None:
     with pytest.raises(ValueError, match="ship_models: expected false with `serve deploy`"):
         ray_serve.build_app({"model": ["m.onnx"], "ship_models": True})

@@ -116,6 +116,7 @@ def test_latest_policy_serves_only_the_highest_version_by_default(repo: Reposito
 
     async def scenario() -> None:
         assert {key: state for key, (state, _) in states(registry).items()} == {"tiny/2": "READY"}
+        assert 'lc2d_model_ready{model="tiny",version="2"} 1.0' in registry.metrics.render().decode()
         version, probabilities = await answer(registry)
         assert version == "2"
         np.testing.assert_allclose(probabilities, repo.expected("tiny", "2"), rtol=1e-5, atol=1e-7)
