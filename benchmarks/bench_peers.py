@@ -407,6 +407,7 @@ class Settings:
     concurrency: tuple[int, ...]
     rounds: int
     requests: int
+    reference_requests: int
     threads: int
     max_batch_size: int
     max_delay_ms: float
@@ -419,11 +420,13 @@ def measure_model(settings: Settings, model_name: str, path: Path, bins: dict[st
     """Start every server on ``path``, check each answer, then measure in interleaved rounds."""
     input_name, shape, session = model_io(path)
     rng = np.random.default_rng(0)
-    instances = rng.standard_normal((settings.requests, 1, *shape)).astype(np.float32)
+    requests = settings.reference_requests if model_name == "reference" else settings.requests
+    instances = rng.standard_normal((requests, 1, *shape)).astype(np.float32)
     probe_batch = instances[0]
     expected = session.run(None, {input_name: probe_batch})[0]
     del session
     servers: dict[str, PeerServer] = {}
+    failures: dict[str, dict[str, str]] = {}
     rows: list[dict[str, Any]] = []
     checks: dict[str, Any] = {}
     try:
@@ -448,7 +451,15 @@ def measure_model(settings: Settings, model_name: str, path: Path, bins: dict[st
             for round_ in range(settings.rounds):
                 order = cases[round_ % len(cases):] + cases[:round_ % len(cases)]
                 for name, body in order:
-                    result = drive_payloads(servers[name].port, servers[name].path, payloads[body], clients)
+                    if name in failures:
+                        continue
+                    try:
+                        result = drive_payloads(servers[name].port, servers[name].path, payloads[body],
+                                                clients)
+                    except (OSError, RuntimeError) as err:  # the server died: keep what was measured
+                        failures[name] = server_failure(servers[name], err)
+                        log(f"  {PEERS[name].title} failed: {failures[name]['error']}")
+                        continue
                     rows.append({"server": name, "body": body, "clients": clients, "round": round_, **result})
                     log(f"  {model_name:9} {name:8} {body:12} c={clients:3} round {round_ + 1}: "
                         f"{result['throughput_rps']:7.0f} req/s  p50 {result['p50_ms']:7.2f} ms  "
@@ -457,7 +468,15 @@ def measure_model(settings: Settings, model_name: str, path: Path, bins: dict[st
         for server in servers.values():
             server.stop()
     return {"model": model_name, "path": str(path), "input_name": input_name, "instance_shape": shape,
-            "output_size": int(expected.size), "answers": checks, "rounds": rows}
+            "output_size": int(expected.size), "requests": requests, "answers": checks, "rounds": rows,
+            "failures": failures}
+
+
+def server_failure(server: PeerServer, err: Exception) -> dict[str, str]:
+    """Why a server stopped answering: the error, its exit status and the end of its log."""
+    code = server.process.poll()
+    tail = server.log_path.read_text(errors="replace")[-1500:] if server.log_path.exists() else ""
+    return {"error": f"{type(err).__name__}: {err}", "exit_status": str(code), "log_tail": tail}
 
 
 def summarize(measured: dict[str, Any], bandwidth_bps: float) -> dict[str, Any]:
@@ -524,7 +543,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"Run of {result['generated_at']} (`{result['command']}`), {result['seconds']:.0f} s: "
              f"{machine['cores']} cores, load average {machine['load_start'][0]:.2f} at the start and "
              f"{machine['load_end'][0]:.2f} at the end (1-minute `uptime` figures; other work was running "
-             f"on this shared machine). {s['requests']} requests per measurement, {s['rounds']} interleaved "
+             f"on this shared machine). {s['requests']} requests per measurement ({s['reference_requests']} "
+             f"for the reference example), {s['rounds']} interleaved "
              f"rounds, ONNX Runtime intra-op threads {s['threads']}, max batch {s['max_batch_size']}, "
              f"max delay {s['max_delay_ms']:g} ms. Loopback bandwidth {result['loopback_gbs']:.2f} GB/s.", "",
              "| server | version | ONNX Runtime | batching |", "|---|---|---|---|"]
@@ -541,6 +561,10 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{row['throughput_rps']:.0f} ({_range(row['throughput_rps_range'], 0)}) | "
                          f"{row['p50_ms']:.2f} ({_range(row['p50_ms_range'])}) | {row['p99_ms']:.2f} | "
                          f"{row['wire_bytes']:,} | {row['wire_floor_rps']:,.0f} |")
+        for name, failure in model.get("failures", {}).items():
+            lines += ["", f"**{result['servers'][name]['title']} stopped answering** during this model's "
+                      f"measurements ({failure['error']}; exit status {failure['exit_status']}); its rows "
+                      "above are the rounds it completed."]
         comparisons = model["summary"]["comparisons"]
         if comparisons:
             lines += ["", "lc2d against each peer (median of per-round ratios, range; > 1: lc2d ahead):", "",
@@ -613,7 +637,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="digits, reference or paths to .onnx files (default: digits reference)")
     parser.add_argument("--concurrency", default="1,8,64", help="comma-separated client counts")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--requests", type=int, default=400, help="requests per measurement (default 400)")
+    parser.add_argument("--requests", type=int, default=256, help="requests per measurement (default 256)")
+    parser.add_argument("--reference-requests", type=int, default=128,
+                        help="requests per measurement of the reference example, whose JSON answers are "
+                             "250 times larger (default 128)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="ONNX Runtime intra-op threads of every server (default: the cores)")
     parser.add_argument("--max-batch-size", type=int, default=64)
@@ -631,7 +658,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if "lc2d" not in args.peers:
         args.peers.insert(0, "lc2d")
-    for name in ("rounds", "requests", "threads", "max_batch_size"):
+    for name in ("rounds", "requests", "reference_requests", "threads", "max_batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: expected a positive integer. "
                          f"Received: {getattr(args, name)}")
@@ -651,8 +678,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     settings = Settings(tuple(dict.fromkeys(args.peers)), tuple(args.models), args.levels, args.rounds,
-                        args.requests, args.threads, args.max_batch_size, args.max_delay_ms, args.peers_dir,
-                        not args.no_install)
+                        args.requests, args.reference_requests, args.threads, args.max_batch_size,
+                        args.max_delay_ms, args.peers_dir, not args.no_install)
     bins = {name: ensure_environment(PEERS[name], settings.peers_dir, settings.install, log)
             for name in settings.peers}
     servers = {}
@@ -678,6 +705,11 @@ def main(argv: list[str] | None = None) -> int:
             measured = measure_model(settings, model_name, path, bins, workdir, log)
             measured["summary"] = summarize(measured, bandwidth)
             models.append(measured)
+            if not args.no_docs:  # each model's rounds are kept even if a later one fails
+                from benchmarks.report import write_json
+
+                write_json({"partial": True, "servers": servers, "models": models},
+                           args.out / "perf" / "peers.json")
     result = {"generated_at": time.strftime("%Y-%m-%d %H:%M %Z"),
               "command": " ".join(["python -m benchmarks.bench_peers",
                                    *(argv if argv is not None else sys.argv[1:])]),
@@ -685,7 +717,8 @@ def main(argv: list[str] | None = None) -> int:
               "machine": {"cores": os.cpu_count(), "load_start": list(load_start),
                           "load_end": list(os.getloadavg())},
               "loopback_gbs": bandwidth / 1e9,
-              "settings": {"requests": settings.requests, "rounds": settings.rounds,
+              "settings": {"requests": settings.requests, "reference_requests": settings.reference_requests,
+                           "rounds": settings.rounds,
                            "threads": settings.threads,
                            "max_batch_size": settings.max_batch_size, "max_delay_ms": settings.max_delay_ms,
                            "concurrency": list(settings.concurrency), "client": "raw keep-alive"},

@@ -6,8 +6,8 @@ connections, see :class:`RawConnection`), each sending one random instance per r
 or as ``.npy`` to ``/predict``, or as a gRPC ``ModelInfer`` call with a raw tensor (one channel,
 so one HTTP/2 connection, per client: :class:`GrpcConnection`), and measures throughput and
 p50/p99 latency. Each (body, clients) is measured
-``--rounds`` times, batching on and off in turn, so that both sides of a ratio are measured a
-few seconds apart: this shared machine's speed drifts by up to 2x over minutes. Rows are
+``--rounds`` times, bodies and batching on and off in turn, so that both sides of a ratio are
+measured a few seconds apart: this shared machine's speed drifts by up to 2x over minutes. Rows are
 medians over the rounds; the batching speed-up is the median of the per-round ratios. Prints a
 Markdown table plus the ratios the issue asks about and writes everything to a JSON file.
 
@@ -413,9 +413,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"direct p50 {paired[body]['direct']['p50_ms']:.2f} ms, "
                   f"overhead {paired[body]['overhead_p50_ms']:.2f} ms "
                   f"(median per block {paired[body]['median_block_overhead_ms']:.2f})", file=sys.stderr)
-        for body in args.bodies:
-            for concurrency in levels:
-                for round_ in range(args.rounds):
+        # bodies and batching modes alternate inside each round: every ratio (on/off, gRPC/.npy)
+        # compares measurements seconds apart
+        for concurrency in levels:
+            for round_ in range(args.rounds):
+                for body in args.bodies:
                     for mode, server in servers.items():
                         port = server.grpc_port if body == "grpc" else server.port
                         result = drive(port, instances, concurrency, body, args.client)
@@ -456,7 +458,7 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
                      for on, off in zip(runs["on", body, top], runs["off", body, top], strict=True)]
         ratios[f"batching_speedup_c{top}_{body}"] = float(np.median(per_round))
     if "grpc" in args.bodies:
-        per_round = [grpc["throughput_rps"] / npy["throughput_rps"]  # measured seconds apart in each round
+        per_round = [grpc["throughput_rps"] / npy["throughput_rps"]  # seconds apart in each round
                      for grpc, npy in zip(runs["on", "grpc", top], runs["on", "npy", top], strict=True)]
         ratios[f"grpc_over_npy_throughput_c{top}_batching"] = float(np.median(per_round))
     for body, result in paired.items():

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -63,21 +65,30 @@ def single_layer_model(layer: Any, strategy: str, ctx: LoweringContext) -> onnx.
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", ctx.opset)])
 
 
-def time_candidates(models: dict[str, onnx.ModelProto], input_shape: tuple[int, ...], provider: str,
-                    batches: tuple[int, ...] = DEFAULT_AUTO_BATCHES,
+def time_candidates(models: Mapping[str, Callable[[], onnx.ModelProto]], input_shape: tuple[int, ...],
+                    provider: str, batches: tuple[int, ...] = DEFAULT_AUTO_BATCHES,
                     rounds: int = DEFAULT_AUTO_ROUNDS) -> dict[str, dict[str, float]]:
     """Median wall time (ms) of one ORT run of each model per batch size, timed interleaved.
 
-    See the module docstring: every session loaded at once, ``rounds`` rounds with the order
-    rotating, each share a warm-up run then ``RUNS_PER_ROUND`` timed runs within
-    ``ROUND_BUDGET_S``; hopeless candidates are dropped after the first round.
+    ``models`` maps each candidate to a function building its model: each is built, loaded and
+    dropped in turn, so only the sessions are held at once. See the module docstring: every
+    session loaded at once, ``rounds`` rounds with the order rotating, each share a warm-up run
+    then ``RUNS_PER_ROUND`` timed runs within ``ROUND_BUDGET_S``; hopeless candidates are dropped
+    after the first round. After each share an untimed run at the smallest batch with ONNX
+    Runtime's arena shrinkage hands the share's activation memory back: otherwise every session
+    keeps its peak (DeepFace L4 at batch 64: about 1.5 GB each; an export holding all of them
+    was killed for memory).
     """
     if rounds < 1:
         raise ValueError(f"Expected rounds >= 1. Received: rounds={rounds}")
-    sessions = {name: make_session(model.SerializeToString(), provider, stop_spinning=True)
-                for name, model in models.items()}
+    sessions = {name: make_session(build().SerializeToString(), provider, stop_spinning=True)
+                for name, build in models.items()}
     rng = np.random.default_rng(0)
     inputs = {b: rng.standard_normal((b, *input_shape)).astype(np.float32) for b in batches}
+    import onnxruntime
+
+    shrink = onnxruntime.RunOptions()
+    shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in sessions}
     live = list(sessions)
     for round_ in range(rounds):
@@ -85,6 +96,7 @@ def time_candidates(models: dict[str, onnx.ModelProto], input_shape: tuple[int, 
             start = round_ % len(live)
             for name in live[start:] + live[:start]:
                 times[name][batch] += timed_runs(sessions[name], inputs[batch])
+                sessions[name].run(None, {"x": inputs[min(batches)]}, shrink)
         if round_ == 0:
             live = still_competitive(times, live)
     return {name: {str(b): round(statistics.median(runs[b]), 4) for b in batches}
@@ -120,7 +132,7 @@ def choose_strategy(layer: Any, ctx: LoweringContext, provider: str,
     best candidate's time at that batch size.
     """
     shape = geometry_of(layer).input_shape()
-    models = {s: single_layer_model(layer, s, ctx) for s in auto_candidates(layer, ctx)}
+    models = {s: partial(single_layer_model, layer, s, ctx) for s in auto_candidates(layer, ctx)}
     timings = time_candidates(models, shape, provider, batches, rounds)
     return AutoChoice(least_worst_slowdown(timings), timings)
 

@@ -169,7 +169,7 @@ ensure_base() {
   buildah copy "$ctr" "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" \
       /etc/ssl/certs/ca-certificates.crt >/dev/null
   buildah config --env LANG=C.UTF-8 --env PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
-      --env PATH=/usr/local/bin:/usr/bin:/bin --cmd python3 "$ctr"
+      --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd python3 "$ctr"
   buildah commit -q "$ctr" "$BASE_IMAGE" >/dev/null
   buildah rm "$ctr" >/dev/null
 }

@@ -28,6 +28,7 @@ from service.grpc.server import GrpcServer
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
 from service.repository import ModelCatalog
+from service.security import add_security
 from service.settings import ServeSettings
 
 logger = logging.getLogger("lc2d.service")
@@ -80,7 +81,8 @@ def create_app(settings: ServeSettings, *, load_models: bool = True, serve_grpc:
         # both at once: calls in flight wait on the batchers that plane.stop() finishes
         await asyncio.gather(grpc_server.stop(settings.drain_timeout_s), plane.stop())
 
-    app = FastAPI(title="lc2d-serve", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="lc2d-serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json" if settings.docs else None,
                   description="LocallyConnected2D models exported to ONNX, served by ONNX Runtime "
                               "with dynamic batching. Speaks TensorFlow Serving's REST predict "
                               "format and the Open Inference Protocol (KServe v2).")
@@ -92,6 +94,7 @@ def create_app(settings: ServeSettings, *, load_models: bool = True, serve_grpc:
     if settings.gzip_min_bytes:  # large answers (JSON of big outputs) for clients that accept gzip
         app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    add_security(app, settings)  # outermost: a refused request costs nothing else
     return app
 
 

@@ -89,6 +89,29 @@ class ServeSettings(BaseSettings, ServingOptions):
     """Longest a stopping server (SIGTERM) waits for requests in flight before closing their
     connections; unset: one request deadline (``request_timeout_ms``)."""
 
+    api_keys: Path | None = None
+    """A file of API keys, one per line: every request then needs ``Authorization: Bearer <key>``
+    (health probes never do). Env ``LC2D_API_KEYS`` names the file."""
+
+    public_metrics: bool = False
+    """With ``api_keys``: ``/metrics`` needs no key (for a Prometheus without credentials)."""
+
+    public_docs: bool = False
+    """With ``api_keys``: ``/docs`` and ``/openapi.json`` need no key."""
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins browsers may call from (CORS), e.g. ``https://app.example``; none by default.
+    Env: comma-separated."""
+
+    docs: bool = True
+    """Serve ``/docs`` (Swagger UI from a Python package: works offline) and ``/openapi.json``."""
+
+    ssl_certfile: Path | None = None
+    """PEM certificate (chain) to serve HTTPS; needs ``ssl_keyfile``."""
+
+    ssl_keyfile: Path | None = None
+    """PEM private key of ``ssl_certfile``."""
+
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     """Log level of the server."""
 
@@ -145,6 +168,13 @@ class ServeSettings(BaseSettings, ServingOptions):
                              f"received {value!r}")
         return value
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("model", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
@@ -157,6 +187,8 @@ class ServeSettings(BaseSettings, ServingOptions):
         if not self.model and self.model_repository is None:
             raise ValueError("expected --model PATH.onnx or --model-repository DIR "
                              "(or LC2D_MODEL / LC2D_MODEL_REPOSITORY), received neither")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("expected --ssl-certfile and --ssl-keyfile together, received only one")
         if self.replicas is not None and self.autoscale is not None:
             raise ValueError(f"expected --replicas or --autoscale, received both (replicas={self.replicas}, "
                              f"autoscale={self.autoscale!r})")

@@ -17,9 +17,10 @@ FAMILIES = ("tf_keras", "keras", "keras-jax", "keras-torch", "onnx")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="a ~1-minute subset: reference layer 1 and DeepFace L6, implementation 1 "
-                             "of tf_keras and Keras with every ONNX lowering, short timings, smaller "
-                             "floor measurements")
+                        help="a short subset (a few minutes on 2 quiet cores, far longer on a loaded "
+                             "machine; times in docs/performance.md): reference layer 1 and DeepFace "
+                             "L6, implementation 1 of tf_keras and Keras with every ONNX lowering, short "
+                             "timings, 2 rounds, smaller floor measurements")
     parser.add_argument("--check", action="store_true",
                         help="re-measure the claims the README quotes (OUT/perf/claims.json, else the last "
                              "full run's OUT/perf/bench.json) side by side: auto and the fastest tf_keras "

@@ -57,12 +57,14 @@ def run(args: argparse.Namespace) -> int:
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     grpc = f", gRPC on {shown}:{settings.grpc_port}" if settings.grpc_port else ", gRPC off"
-    print(f"lc2d serve: http://{shown}:{port} (docs at /docs{grpc}, default model "
+    scheme = "https" if settings.ssl_certfile else "http"
+    print(f"lc2d serve: {scheme}://{shown}:{port} (docs at /docs{grpc}, default model "
           f"{plane.default_model!r}, pid {os.getpid()})", flush=True)
     limits = ConnectionLimits(settings.header_timeout_s, settings.body_timeout_s, settings.max_connections)
     config = uvicorn.Config(app, log_level=settings.log_level, http=guarded_protocol(limits),
                             timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
-                            timeout_graceful_shutdown=settings.drain_timeout_s)
+                            timeout_graceful_shutdown=settings.drain_timeout_s,
+                            ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile)
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 

@@ -34,6 +34,7 @@ from service.settings import ServeSettings
 JSON = "application/json"
 NPY = "application/x-npy"
 OCTET = "application/octet-stream"
+FORM = "application/x-www-form-urlencoded"
 LARGE_BODY_BYTES = 1 << 20
 """Bodies from this size on are decoded in a worker thread, off the event loop."""
 MAX_JSON_DEPTH = 1024  # orjson's own limit, and below Python's recursion limit for the fallback
@@ -186,17 +187,18 @@ async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-# The rule for a POST without Content-Type, per kind of route. Browsers send such bodies
-# cross-origin without a CORS preflight (so do text/plain and form bodies, which are refused
-# here: 415), so reading them as JSON lets any web page make a visitor's browser run inferences
-# on a server it can reach. Weighed: the answer stays unreadable to that page (no CORS headers),
-# and an inference changes nothing on the server, so what such a page gains is CPU time, the
-# same as it gets from any public endpoint; refusing would break the official clients. The
-# Open Inference Protocol routes read such bodies as JSON (or binary tensors with
-# Inference-Header-Content-Length) because tritonclient and the KServe v2 clients send no
-# Content-Type at all; the TensorFlow Serving routes too, because TensorFlow Serving does and
-# its documented `curl -d` examples send none. A deployment that must not be driven from
-# browsers puts the server behind authentication, which this rule cannot replace.
+# The rule for a POST without Content-Type, per kind of route. A script on any web page can
+# make a visitor's browser send such a body cross-origin without a CORS preflight, so reading
+# it as JSON lets that page run inferences on a server the browser reaches. Weighed: the page
+# cannot read the answer (no CORS headers) and an inference changes nothing on the server, so
+# the page gains CPU time, as from any public endpoint; refusing would break the official
+# clients, which send no Content-Type (tritonclient and the KServe v2 clients on the Open
+# Inference Protocol routes, where the body may also be binary tensors with
+# Inference-Header-Content-Length) and TensorFlow Serving, which reads such bodies as JSON.
+# Form and text/plain bodies stay refused (415): a plain HTML form posts those from any page,
+# no script needed; `curl -d` sends a form type, and the 415 says to add the JSON type. A
+# deployment that browsers must not drive puts the server behind authentication, which this
+# rule cannot replace.
 WHEN_CONTENT_TYPE_MISSING: dict[str, str | None] = {"tfserving": JSON, "v2": JSON}
 """Route kind -> the media type assumed when a POST has no Content-Type (None: 415)."""
 
@@ -215,8 +217,10 @@ def require_media_type(request: Request, accepted: tuple[str, ...], route_kind: 
         raise UnsupportedMediaTypeError(f"the request has no Content-Type, expected one of {list(accepted)}",
                                         expected=list(accepted), received=None)
     if kind not in accepted:
+        hint = (" (curl -d sends it by default: add -H 'Content-Type: application/json'; form bodies are "
+                "refused because any web page's form can post them here)") if kind == FORM else ""
         raise UnsupportedMediaTypeError(f"Content-Type {kind!r} is not supported here, expected one of "
-                                        f"{list(accepted)}", expected=list(accepted), received=kind)
+                                        f"{list(accepted)}{hint}", expected=list(accepted), received=kind)
     return kind
 
 

@@ -35,8 +35,8 @@ def test_time_candidates_times_every_candidate_at_every_batch_and_ranks_a_much_s
         return original(session, x)
 
     monkeypatch.setattr(auto, "timed_runs", counting)
-    timings = auto.time_candidates({"light": chain(0), "heavy": chain(100)}, (256,), "CPUExecutionProvider",
-                                   batches=(1, 8), rounds=3)
+    models = {"light": lambda: chain(0), "heavy": lambda: chain(100)}
+    timings = auto.time_candidates(models, (256,), "CPUExecutionProvider", batches=(1, 8), rounds=3)
     assert set(timings) == {"light", "heavy"} and all(set(t) == {"1", "8"} for t in timings.values())
     # 100 chained 256x256 MatMuls against one Relu: hundreds of times slower, on any load
     assert all(timings["heavy"][b] > auto.DROP_FACTOR * timings["light"][b] for b in ("1", "8"))
@@ -47,7 +47,7 @@ def test_time_candidates_times_every_candidate_at_every_batch_and_ranks_a_much_s
 
 def test_time_candidates_refuses_zero_rounds() -> None:
     with pytest.raises(ValueError, match="Expected rounds >= 1. Received: rounds=0"):
-        auto.time_candidates({"a": chain(0)}, (256,), "CPUExecutionProvider", rounds=0)
+        auto.time_candidates({"a": lambda: chain(0)}, (256,), "CPUExecutionProvider", rounds=0)
 
 
 def test_still_competitive_keeps_a_candidate_that_is_close_at_any_batch() -> None:

@@ -112,3 +112,25 @@ def test_raw_connection_reads_chunked_answers_as_ray_serve_sends_them() -> None:
         connection.close()
         listener.close()
     thread.join(timeout=10)
+
+
+def test_bench_peers_keeps_the_rounds_measured_before_a_server_stops_answering(
+        tiny_model, tmp_path: Path, monkeypatch) -> None:
+    real, calls = bench_peers.drive_payloads, []
+
+    def refused_from_the_third_call(port, path, payloads, clients):  # noqa: ANN001, ANN202
+        calls.append(clients)
+        if len(calls) >= 3:  # as when Ray Serve's processes were stopped mid-run
+            raise ConnectionRefusedError(111, "Connection refused")
+        return real(port, path, payloads, clients)
+
+    monkeypatch.setattr(bench_peers, "drive_payloads", refused_from_the_third_call)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    code = bench_peers.main(["--peers", "lc2d", "--models", str(tiny_model.path), "--requests", "12",
+                             "--rounds", "2", "--concurrency", "1,2", "--threads", "1",
+                             "--out", str(tmp_path)])
+    assert code == 0 and len(calls) == 3  # after the failure, that server is not driven again
+    (model,) = json.loads((tmp_path / "perf" / "peers.json").read_text())["models"]
+    assert [(r["body"], r["round"]) for r in model["rounds"]] == [("v2-json", 0), ("v2-binary", 0)]
+    assert "ConnectionRefusedError" in model["failures"]["lc2d"]["error"]
+    assert "lc2d serve stopped answering" in (tmp_path / "peers.md").read_text()

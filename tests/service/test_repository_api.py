@@ -281,21 +281,23 @@ def test_first_request_after_ready_is_no_slower_than_twice_the_steady_median(
                           "--threads", "1")
     client = triton.InferenceServerClient(urlsplit(server.url).netloc)
     batch = INPUTS[:4]
-    firsts, steady = [], []
+
+    def timed() -> float:
+        started = time.perf_counter()
+        triton_infer(client, "warm", batch)
+        return time.perf_counter() - started
+
+    ratios = []
     for seed in range(42, 47):  # five reloads: the first request after each, then steady requests
         write_version(write_model, root, "warm", 1, seed=seed)
         client.load_model("warm")
-        started = time.perf_counter()
-        triton_infer(client, "warm", batch)
-        firsts.append(time.perf_counter() - started)
-        for _ in range(20):
-            started = time.perf_counter()
-            triton_infer(client, "warm", batch)
-            steady.append(time.perf_counter() - started)
-    # The median of the five first requests against the steady median, both measured in this run.
-    # The target is 2x (benchmarks/bench_swap.py measures it); the bound here is 3x because the
-    # machine is shared and one request is a few milliseconds of mostly HTTP work.
-    assert float(np.median(firsts)) <= 3.0 * float(np.median(steady)), (firsts, np.median(steady))
+        first = timed()
+        ratios.append(first / float(np.median([timed() for _ in range(20)])))
+    # Each first request against the steady median right after it (the shared machine's speed
+    # drifts between reloads), then the median over the reloads. The target is 2x
+    # (benchmarks/bench_swap.py measures it); the bound here is 3x because one request is a few
+    # milliseconds of mostly HTTP work on a machine other jobs share.
+    assert float(np.median(ratios)) <= 3.0, ratios
 
 
 def test_a_repository_that_starts_empty_serves_the_first_model_loaded(tmp_path: Path, write_model) -> None:
@@ -312,3 +314,22 @@ def test_a_repository_that_starts_empty_serves_the_first_model_loaded(tmp_path: 
         np.testing.assert_allclose(answer.json()["predictions"], direct_run(v1, INPUTS[:2]),
                                    rtol=1e-5, atol=1e-6)
         assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_control_routes_need_the_api_key_when_keys_are_set(repository: Path, tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# operators\nsecret-one\n")
+    settings = ServeSettings(model_repository=repository, device="cpu", threads=1,
+                             model_control_mode="explicit", api_keys=keys)
+    with TestClient(create_app(settings)) as client:
+        for method, path in (("POST", "/v2/repository/models/tiny/load"),
+                             ("POST", "/v2/repository/models/tiny/unload"), ("POST", "/v2/repository/index"),
+                             ("GET", "/v2/models/tiny/config"), ("GET", "/v2/models/tiny/stats")):
+            refused = client.request(method, path)
+            assert refused.status_code == 401 and refused.json()["code"] == "unauthorized", path
+            wrong = client.request(method, path, headers={"Authorization": "Bearer secret-two"})
+            assert wrong.status_code == 401, path
+        granted = {"Authorization": "Bearer secret-one"}
+        assert client.post("/v2/repository/models/tiny/load", headers=granted).status_code == 200
+        assert client.post("/v2/repository/index", headers=granted).json()[0]["state"] == "READY"
+        assert client.post("/v2/repository/models/tiny/unload", headers=granted).status_code == 200

@@ -175,13 +175,16 @@ def test_b64_values_are_raw_float32_or_an_image(client, repository, rng) -> None
 
 
 def test_tensorflow_serving_routes_read_a_body_without_content_type_as_json(client, repository) -> None:
-    body = json.dumps({"instances": [[0.5, 1.0, -1.0, 2.0]]}).encode()  # what `curl -d` sends: no type
+    body = json.dumps({"instances": [[0.5, 1.0, -1.0, 2.0]]}).encode()
     answer = client.post("/v1/models/reg:predict", content=body, headers={"content-type": ""})
     assert answer.status_code == 200, answer.text
     expected = np.array([[0.5, 1.0, -1.0, 2.0]], np.float32) @ repository["reg"]
     np.testing.assert_allclose(answer.json()["predictions"], expected, **TOLERANCE)
     text = client.post("/v1/models/reg:predict", content=body, headers={"content-type": "text/plain"})
-    assert text.status_code == 415  # a browser's no-preflight form type is still refused
+    assert text.status_code == 415  # what a plain HTML form can post is still refused
+    form = client.post("/v1/models/reg:predict", content=body,
+                       headers={"content-type": "application/x-www-form-urlencoded"})  # `curl -d`
+    assert form.status_code == 415 and "add -H 'Content-Type: application/json'" in form.json()["error"]
 
 
 def test_gzip_and_deflate_bodies_are_read_within_the_limit_on_their_decompressed_size(client, repository,
