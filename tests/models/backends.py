@@ -51,8 +51,14 @@ def current_backend() -> str:
 
 
 def full_grid() -> bool:
-    """Whether the parametrised tests run their whole grid (always on TensorFlow)."""
+    """Whether the parametrised tests of this process run their whole grid: yes unless a parent
+    asked for the covering one (so always in the main TensorFlow process)."""
     return os.environ.get(GRID_ENV, "full") == "full"
+
+
+def child_grid() -> str:
+    """The grid the children run: ``covering`` (`make test`) unless ``LC2D_TEST_GRID=full``."""
+    return "full" if os.environ.get(GRID_ENV) == "full" else "covering"
 
 
 def layer_grid(implementations: tuple[int, ...], formats: tuple[str, ...], paddings: tuple[str, ...],

@@ -22,7 +22,7 @@ from lc2d.cli import main
 from tests.models.backends import (
     RTOL,
     ChildRun,
-    full_grid,
+    child_grid,
     load_exchange_models,
     relative_error,
     requested_backends,
@@ -44,8 +44,7 @@ def exchange(tmp_path_factory) -> Path:
 def child_runs(exchange) -> dict[str, ChildRun]:
     for path in save_exchange_models(exchange, seed=20261201):
         to_onnx(_load(path), path.with_suffix(".onnx"))
-    grid = "full" if full_grid() else "covering"
-    return {backend: run_suite(backend, exchange, grid, CHILD_TIMEOUT_S) for backend in BACKENDS}
+    return {backend: run_suite(backend, exchange, child_grid(), CHILD_TIMEOUT_S) for backend in BACKENDS}
 
 
 def _load(path: Path):
