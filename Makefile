@@ -8,7 +8,7 @@ MODEL_REPOSITORY := artifacts/models
 DEFAULT_MODEL := $(MODEL_REPOSITORY)/digits/1/model.onnx
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint typecheck model bench bench-peers bench-ray-serve container-check grpc-stubs clean
+.PHONY: serve test test-backends lint typecheck model bench bench-peers bench-ray-serve container-check grpc-stubs clean
 
 $(BIN)/python:
 	@echo "Creating $(VENV) and installing the dependencies into it: about 2 minutes the first time."
@@ -27,6 +27,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --progress-bar off -e '.[train,dev]'
 	@echo "Installed. The command line is $(BIN)/lc2d (or run: source $(BIN)/activate)."
 	touch $@ $(VENV)/.installed-train
+
+# PyTorch 2.13.0, CPU build: a local file on the project's machines (see docs/layer.md#backends).
+$(VENV)/.installed-torch: pyproject.toml | $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -e '.[train,dev,torch]'
+	touch $@
 
 $(DEFAULT_MODEL): | $(VENV)/.installed-train
 	$(BIN)/lc2d train --dataset digits --out artifacts/digits.keras --report artifacts/digits.json
@@ -47,6 +52,11 @@ typecheck: $(VENV)/.installed-dev
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The layer's suite under JAX and PyTorch, whole grids and slow tests included, each backend in a
+# child process (tests/models/test_backends.py); `make test` runs JAX on a covering grid.
+test-backends: $(VENV)/.installed-torch
+	LC2D_TEST_BACKENDS=jax,torch LC2D_TEST_GRID=full $(BIN)/python -m pytest tests/models/test_backends.py $(PYTEST_ARGS)
 
 # The fuzz suite of `make test`, longer: FUZZ_EXAMPLES examples per test (and per API operation / 5).
 FUZZ_EXAMPLES ?= 1000

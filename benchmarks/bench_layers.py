@@ -2,7 +2,10 @@
 
 For every workload (see :mod:`benchmarks.workloads`) and batch size it times, on this machine:
 tf_keras's implementations 1/2/3 (when tf_keras is installed) and our Keras layer per
-implementation, in this process (graph mode, a warm ``tf.function``), and each ONNX lowering of
+implementation, in this process (graph mode, a warm ``tf.function``); our Keras layer per
+implementation under the JAX and PyTorch backends (``keras-jax``: ``jax.jit``; ``keras-torch``:
+eager), one fresh process per backend and batch (:mod:`benchmarks.keras_backend_timer`), when
+that backend is installed; and each ONNX lowering of
 :mod:`export` plus the one ``auto`` picks and the opt-in ``int8``, in ONNX Runtime (intra-op
 threads = cores, ``ORT_ENABLE_ALL``), a workload's files side by side in a fresh process, in
 interleaved rounds (:mod:`benchmarks.onnx_timer`).
@@ -54,7 +57,9 @@ from benchmarks.workloads import (
 from models.comparison import relative_error
 
 IMPLEMENTATIONS = (1, 2, 3)
-FAMILIES = ("tf_keras", "keras", "onnx")
+FAMILIES = ("tf_keras", "keras", "keras-jax", "keras-torch", "onnx")
+# method family -> the Keras backend it runs on, each in a process of its own
+BACKEND_FAMILIES = {"keras-jax": "jax", "keras-torch": "torch"}
 OK, SKIPPED, REFUSED, FAILED = "ok", "skipped", "refused (size)", "failed"
 SIDE_BY_SIDE, ALONE = "side by side", "alone"  # how a workload's ONNX files were timed (``timed_as``)
 
@@ -76,8 +81,8 @@ class SuiteConfig:
 
 
 def method_name(family: str, variant: str) -> str:
-    """The column name of a method: ``tf_keras impl 1``, ``keras impl 2``, ``onnx local``."""
-    return f"{family} impl {variant}" if family in ("tf_keras", "keras") else f"onnx {variant}"
+    """The column name of a method: ``tf_keras impl 1``, ``keras-jax impl 2``, ``onnx local``."""
+    return f"onnx {variant}" if family == "onnx" else f"{family} impl {variant}"
 
 
 # --- models -------------------------------------------------------------------------------
@@ -207,16 +212,33 @@ def time_onnx_files(paths: Sequence[Path], x: np.ndarray, threads: int, policy: 
     ``between``, the child runs stepwise: before each of its rounds this process runs
     ``between(r)`` (e.g. times tf_keras), while the child waits with its threads asleep.
     """
+    return time_in_child("benchmarks.onnx_timer", paths, x, policy, rounds,
+                         ["--threads", str(threads), *(["--stepwise"] if between else [])], between=between)
+
+
+def time_keras_files(backend: str, paths: Sequence[Path], x: np.ndarray, policy: TimingPolicy,
+                     rounds: int) -> list[Timed]:
+    """As :func:`time_onnx_files` for ``.keras`` files, in a child on Keras's ``backend``
+    (:mod:`benchmarks.keras_backend_timer`)."""
+    return time_in_child("benchmarks.keras_backend_timer", paths, x, policy, rounds, [],
+                         {"KERAS_BACKEND": backend})
+
+
+def time_in_child(module: str, paths: Sequence[Path], x: np.ndarray, policy: TimingPolicy, rounds: int,
+                  arguments: list[str], env: dict[str, str] | None = None,
+                  between: Callable[[int], object] | None = None) -> list[Timed]:
+    """Runs timer ``module`` on ``paths`` in a fresh process (``env`` added to this one's) and reads
+    what it wrote; ``between``: see :func:`time_onnx_files` (``arguments`` must ask for it)."""
     import json
 
-    with tempfile.TemporaryDirectory(prefix="lc2d-onnx-timer-") as folder:
+    with tempfile.TemporaryDirectory(prefix="lc2d-timer-") as folder:
         work = Path(folder)
         np.save(work / "batch.npy", x)
-        command = [sys.executable, "-m", "benchmarks.onnx_timer", str(work / "batch.npy"), str(work),
-                   *map(str, paths), "--threads", str(threads), "--policy", json.dumps(vars(policy)),
-                   "--rounds", str(rounds), *(["--stepwise"] if between else [])]
+        command = [sys.executable, "-m", module, str(work / "batch.npy"), str(work), *map(str, paths),
+                   "--policy", json.dumps(vars(policy)), "--rounds", str(rounds), *arguments]
         child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+                                 stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+                                 env={**os.environ, **(env or {})})
         assert child.stdin is not None and child.stdout is not None
         try:
             for r in range(rounds if between else 0):
@@ -230,7 +252,7 @@ def time_onnx_files(paths: Sequence[Path], x: np.ndarray, threads: int, policy: 
             _, stderr = child.communicate(timeout=600)
         if child.returncode != 0:
             lines = stderr.strip().splitlines()
-            raise RuntimeError(lines[-1] if lines else f"onnx_timer exited with {child.returncode}")
+            raise RuntimeError(lines[-1] if lines else f"{module} exited with {child.returncode}")
         entries = json.loads((work / "timings.json").read_text())
         return [(np.load(work / f"{i}.npy"), _timing(entry["timing"])) if "timing" in entry
                 else entry["error"] for i, entry in enumerate(entries)]
@@ -301,6 +323,8 @@ class Suite:
         self.log(f"== {workload.title}")
         for family, variant, make in self.methods(reference):
             self.measure_method(workload, family, variant, make, inputs, expected, costs)
+        if set(BACKEND_FAMILIES) & set(self.config.families):
+            self.measure_backends(workload, reference, inputs, expected, costs)
         if "onnx" in self.config.families:
             self.measure_onnx(workload, reference, inputs, expected, costs)
 
@@ -308,22 +332,74 @@ class Suite:
         """``(family, variant, make)`` for every Keras and tf_keras method; ``make`` returns a
         Runner or a skip reason. ONNX methods are measured together (:meth:`measure_onnx`)."""
         for family in self.config.families:
-            if family != "onnx":
+            if family in ("tf_keras", "keras"):
                 for impl in IMPLEMENTATIONS:
                     yield family, str(impl), self._keras_maker(reference, family, impl)
 
     def _keras_maker(self, reference: Any, family: str, impl: int) -> Callable[[], Runner | str]:
         def make() -> Runner | str:
-            if impl not in self.config.implementations:
-                return f"implementation {impl} not selected (--quick runs implementation 1 only)"
-            reason = skip_reason(family, impl, reference, self.config)
+            reason = self._keras_skip(reference, family, impl)
             if reason is not None:
                 return reason
-            if family == "tf_keras" and not _has_tf_keras():
-                return "tf_keras is not installed"
             model = self._keras_model(reference, impl)
             return keras_runner(tf_keras_twin(model) if family == "tf_keras" else model)
         return make
+
+    def _keras_skip(self, reference: Any, family: str, impl: int) -> str | None:
+        """Why ``family``'s implementation ``impl`` is not measured, or None."""
+        if impl not in self.config.implementations:
+            return f"implementation {impl} not selected (--quick runs implementation 1 only)"
+        reason = skip_reason(family, impl, reference, self.config)
+        if reason is not None:
+            return reason
+        library = "tf_keras" if family == "tf_keras" else BACKEND_FAMILIES.get(family)
+        if library is not None and not _installed(library):
+            return f"{library} is not installed"
+        return None
+
+    def measure_backends(self, workload: Workload, reference: Any, inputs: dict[int, np.ndarray],
+                         expected: dict[int, np.ndarray], costs: dict[int, Any]) -> None:
+        """Our layer under JAX and PyTorch: each implementation saved as ``.keras`` here, then timed
+        in one child per backend and batch, the implementations side by side."""
+        workdir = Path(tempfile.mkdtemp(prefix="lc2d-bench-keras-"))
+        try:
+            files: dict[int, Path] = {}
+            for impl in IMPLEMENTATIONS:
+                if self._keras_skip(reference, "keras", impl) is None:
+                    files[impl] = workdir / f"impl{impl}.keras"
+                    self._keras_model(reference, impl).save(files[impl])
+            for family in (f for f in self.config.families if f in BACKEND_FAMILIES):
+                reasons = {impl: self._keras_skip(reference, family, impl) for impl in IMPLEMENTATIONS}
+                for batch in self.config.batches:
+                    self.time_backend(workload, family, files, reasons, inputs[batch], expected[batch],
+                                      costs[batch])
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def time_backend(self, workload: Workload, family: str, files: dict[int, Path],
+                     reasons: dict[int, str | None], x: np.ndarray, expected: np.ndarray, cost: Any) -> None:
+        """One child on ``family``'s backend times ``files``; one record per implementation
+        (``reasons``: why an implementation is skipped, or None)."""
+        timed = [impl for impl in IMPLEMENTATIONS if reasons[impl] is None and impl in files]
+        results: dict[int, Timed] = {}
+        if timed:
+            try:
+                results = dict(zip(timed, time_keras_files(
+                    BACKEND_FAMILIES[family], [files[i] for i in timed], x, self.config.policy,
+                    self.config.rounds), strict=True))
+            except Exception as err:  # noqa: BLE001 - e.g. killed for memory: every file failed
+                results = dict.fromkeys(timed, "{}: {}".format(*classify_error(err)))
+        for impl in IMPLEMENTATIONS:
+            record = self.base_record(workload, family, str(impl), x.shape[0], cost)
+            result = results.get(impl)
+            if result is None:
+                record.update(status=SKIPPED, reason=reasons[impl])
+            elif isinstance(result, str):
+                record.update(status=FAILED, reason=result)
+            else:
+                self.record_timing(record, *result, expected)
+            self.records.append(record)
+            self.log(_log_line(record))
 
     def _keras_model(self, reference: Any, impl: int) -> Any:
         if impl == 1:
@@ -485,10 +561,10 @@ def _rebuild(reference: Any, impl: int) -> Any:
                             name=reference.name)
 
 
-def _has_tf_keras() -> bool:
+def _installed(package: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("tf_keras") is not None
+    return importlib.util.find_spec(package) is not None
 
 
 def _log_line(record: dict[str, Any]) -> str:

@@ -134,13 +134,20 @@ def main(argv: list[str] | None = None) -> int:
                                    stepwise if args.stepwise else None)
     if args.stepwise:
         report_round(args.rounds, medians)
+    write_timings(args.out, entries, timings, medians)
+    return 0
+
+
+def write_timings(out: Path, entries: list[dict[str, Any]], timings: Sequence[Timing | str | None],
+                  medians: Sequence[list[float]]) -> None:
+    """``out/timings.json``: per file ``{"timing": {...}}`` (with its per-round medians) or
+    ``{"error": "..."}`` (``entries`` already holds the errors of files that could not be loaded)."""
     for entry, timing, rounds in zip(entries, timings, medians, strict=True):
         if isinstance(timing, Timing):
             entry["timing"] = {**timing.to_dict(), "round_medians_ms": rounds}
         elif timing is not None:
             entry["error"] = timing
-    (args.out / "timings.json").write_text(json.dumps(entries))
-    return 0
+    (out / "timings.json").write_text(json.dumps(entries))
 
 
 if __name__ == "__main__":

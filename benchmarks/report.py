@@ -315,8 +315,10 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
 
 
 def _family_colors(methods: list[str], plt: Any) -> list[Any]:
-    """Blues for tf_keras, greens for our Keras layer, oranges for the ONNX lowerings."""
-    maps = {"tf_keras": "Blues", "keras": "Greens", "onnx": "Oranges"}
+    """Blues for tf_keras, greens for our Keras layer (purples on JAX, reds on PyTorch), oranges for
+    the ONNX lowerings."""
+    maps = {"tf_keras": "Blues", "keras": "Greens", "keras-jax": "Purples", "keras-torch": "Reds",
+            "onnx": "Oranges"}
     colors = []
     for method in methods:
         family = method.split(" ")[0]

@@ -19,7 +19,7 @@ DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LEARNING_RATE = 2e-3
 DEFAULT_SEED = 0
-VERSIONED_PACKAGES = ("lc2d-serve", "keras", "tensorflow", "numpy", "scikit-learn", "h5py")
+VERSIONED_PACKAGES = ("lc2d-serve", "keras", "tensorflow", "jax", "torch", "numpy", "scikit-learn", "h5py")
 
 
 @dataclass
@@ -27,6 +27,7 @@ class TrainingReport:
     """What a training run did and reached; ``to_dict()`` is the JSON report."""
 
     dataset: str
+    backend: str
     implementation: int
     epochs: int
     seed: int
@@ -47,6 +48,12 @@ class TrainingReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _jit_compile() -> bool | str:
+    """On TensorFlow, XLA's compile time outweighs its gain on models this small; JAX runs a
+    training step op by op without ``jax.jit`` (many times slower), so there Keras's "auto"."""
+    return False if keras.backend.backend() == "tensorflow" else "auto"
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
@@ -93,12 +100,13 @@ def train(dataset: Dataset, implementation: int = 1, epochs: int = DEFAULT_EPOCH
     model = build_classifier(dataset, implementation)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=False)  # XLA's compile time outweighs its gain on models this small
+                  jit_compile=_jit_compile())
     history = model.fit(dataset.train.x, dataset.train.y, batch_size=batch_size, epochs=epochs,
                         validation_data=(dataset.validation.x, dataset.validation.y),
                         shuffle=True, verbose=verbose)
     report = TrainingReport(
-        dataset=dataset.name, implementation=implementation, epochs=epochs, seed=seed,
+        dataset=dataset.name, backend=keras.backend.backend(), implementation=implementation,
+        epochs=epochs, seed=seed,
         batch_size=batch_size, learning_rate=learning_rate, parameters=model.count_params(),
         train_examples=len(dataset.train.y), validation_examples=len(dataset.validation.y),
         test_examples=len(dataset.test.y), labels=list(dataset.labels),

@@ -2,8 +2,9 @@
 
 The generated modules are checked in so that the serving image and a plain ``pip install .``
 need only grpcio and protobuf at run time, not grpcio-tools (a compiler and 10 MB more); this
-script is the one way to regenerate them, and ``tests/grpc/test_stubs.py`` fails when the
-checked-in files differ from what it generates.
+script is the one way to regenerate them, and ``tests/service/test_grpc_units.py`` fails when the
+checked-in files differ from what it generates. The dev extra pins grpcio-tools to the version
+that generated them (its output carries version checks); regenerate when changing the pin.
 
 Usage:
     python scripts/generate_grpc_stubs.py           # rewrite service/grpc/inference_pb2*.py(i)

@@ -3,7 +3,8 @@
 Starts a server for a model with a large input (``[N, 256, 256, 3]``), then ``--clients``
 threads each send ``--bodies`` JSON ``predict`` bodies of about ``--body-mib`` MiB over keep-alive
 connections, while a prober asks ``GET /v2/health/live`` every 20 ms. Prints one table and
-writes a JSON file: liveness latency (p50, p99, max) during the flood, time per large request,
+writes a JSON file: liveness latency (p50, p99, max) during the flood and, for comparison on
+the same (possibly shared) machine, during 3 s before it; time per large request,
 the server's RSS before, at its peak, and after, and the peak growth per body in flight.
 
 Usage:
@@ -44,6 +45,8 @@ class FloodResult:
     live_p50_ms: float
     live_p99_ms: float
     live_max_ms: float
+    idle_p50_ms: float  # the same probes for 3 s before the flood: what the machine gives anyway
+    idle_p99_ms: float
     rss_before_mib: float
     rss_peak_mib: float
     rss_after_mib: float
@@ -82,6 +85,7 @@ def flood(port: int, pid: int, clients: int, bodies: int, body: bytes) -> FloodR
     """Runs the flood against a started server; see the module docstring."""
     server = psutil.Process(pid)
     time.sleep(0.5)
+    idle = _probe_for(port, 3.0)
     before = server.memory_info().rss
     peak = before
     latencies: list[float] = []
@@ -127,8 +131,23 @@ def flood(port: int, pid: int, clients: int, bodies: int, body: bytes) -> FloodR
         requests_ok=statuses.count(200), request_s_median=float(np.median(request_times)),
         live_probes=len(latencies), live_p50_ms=float(np.percentile(ms, 50)),
         live_p99_ms=float(np.percentile(ms, 99)), live_max_ms=float(ms.max()),
+        idle_p50_ms=float(np.percentile(idle, 50)), idle_p99_ms=float(np.percentile(idle, 99)),
         rss_before_mib=before / 2**20, rss_peak_mib=peak / 2**20, rss_after_mib=after / 2**20,
         peak_growth_per_body=(peak - before) / clients / len(body))
+
+
+def _probe_for(port: int, seconds: float) -> np.ndarray:
+    """Health-check latencies (ms), one probe every 20 ms for ``seconds``, with nothing else sent."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.perf_counter()
+        connection.request("GET", "/v2/health/live")
+        connection.getresponse().read()
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.02)
+    return np.asarray(latencies) * 1000
 
 
 def write_model(path: Path) -> None:

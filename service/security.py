@@ -1,5 +1,8 @@
 """Optional security layers of the HTTP app: bearer-token API keys, CORS, and offline API docs.
 
+The gRPC server applies the same API keys (``service.grpc.server``: metadata ``authorization:
+Bearer <key>``, the health service exempt) and the same TLS certificate.
+
 * **API keys** (``--api-keys FILE``, one key per line, ``#`` comments): every request needs
   ``Authorization: Bearer <key>``, compared in constant time with every key. Health probes
   (``/healthz``, ``/v2/health/live``, ``/v2/health/ready``) never need one, so orchestrators keep
@@ -58,6 +61,23 @@ def read_api_keys(path: Path) -> list[bytes]:
     return keys
 
 
+def key_authorized(header: bytes | None, keys: list[bytes]) -> bool:
+    """Whether an ``Authorization`` value (HTTP header or gRPC metadata) is ``Bearer <a known
+    key>``; every key is compared, in constant time."""
+    scheme, _, token = (header or b"").partition(b" ")
+    if scheme.lower() != b"bearer" or not token:
+        return False
+    matches = [hmac.compare_digest(token.strip(), key) for key in keys]  # no early exit
+    return any(matches)
+
+
+def refusal_message(header: bytes | None) -> str:
+    """Why a request without a valid key is refused (HTTP 401 and gRPC UNAUTHENTICATED alike)."""
+    if header is None:
+        return "the request has no Authorization header, expected 'Authorization: Bearer <key>'"
+    return "the Authorization header holds no valid API key"
+
+
 class BearerAuth:
     """Refuses requests without a valid ``Authorization: Bearer <key>`` (pure ASGI).
 
@@ -81,12 +101,8 @@ class BearerAuth:
         return self.public_docs and path.startswith(DOCS_PATHS)
 
     def authorized(self, header: bytes | None) -> bool:
-        """Whether the header carries a known key; every key is compared, in constant time."""
-        scheme, _, token = (header or b"").partition(b" ")
-        if scheme.lower() != b"bearer" or not token:
-            return False
-        matches = [hmac.compare_digest(token.strip(), key) for key in self.keys]  # no early exit
-        return any(matches)
+        """Whether the header carries a known key (:func:`key_authorized`)."""
+        return key_authorized(header, self.keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or self.is_public(scope["path"]):
@@ -96,9 +112,7 @@ class BearerAuth:
         if self.authorized(header):
             await self.app(scope, receive, send)
             return
-        message = ("the request has no Authorization header, expected 'Authorization: Bearer <key>'"
-                   if header is None else "the Authorization header holds no valid API key")
-        body = json.dumps({"error": message, "code": "unauthorized"}).encode()
+        body = json.dumps({"error": refusal_message(header), "code": "unauthorized"}).encode()
         await send({"type": "http.response.start", "status": 401, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"www-authenticate", b'Bearer realm="lc2d-serve"')]})

@@ -11,7 +11,8 @@ from lc2d.errors import UsageError
 
 HELP = ("Benchmark tf_keras, our Keras layer and every ONNX lowering against this machine's floor; "
         "write a Markdown table, JSON and a chart.")
-FAMILIES = ("tf_keras", "keras", "onnx")
+# the same as benchmarks.bench_layers.FAMILIES (tests/bench checks), kept here for a light --help
+FAMILIES = ("tf_keras", "keras", "keras-jax", "keras-torch", "onnx")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="workloads: ref1 ref2 L4 L5 L6 seed_example deepface (and tiny); "
                              "default: all but tiny (--quick: ref1 L6)")
     parser.add_argument("--methods", nargs="+", default=None, choices=FAMILIES, metavar="FAMILY",
-                        help="method families to run: tf_keras keras onnx; default: all")
+                        help="method families to run: tf_keras keras keras-jax keras-torch onnx "
+                             "(keras-jax and keras-torch: our layer under Keras's JAX and PyTorch "
+                             "backends, each in a process of its own); default: all")
     parser.add_argument("--out", type=Path, default=Path("docs"),
                         help="folder of performance.md; JSON and chart go to OUT/perf/; default: docs")
     parser.add_argument("--threads", type=int, default=None,

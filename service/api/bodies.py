@@ -308,7 +308,7 @@ _SPACE_CHARS = b" \t\r\n"
 _ARRAY_CHARS = _NUMBER_CHARS + _SPACE_CHARS + b",[]"
 _BRACKETS_TO_SPACES = bytes.maketrans(b"[]", b"  ")
 _PLACEHOLDER = "\x00lc2d-numeric-array\x00"
-_SLICE_BYTES = 1 << 20
+_SLICE_BYTES = 1 << 18  # a quarter MiB: each slice holds the interpreter for about a millisecond
 
 
 def _numeric_tail(body: Body) -> Any | None:

@@ -3,12 +3,16 @@
 Started and stopped by the app's lifespan (``create_app(..., serve_grpc=True)``), it shares the
 data plane, and so the models, batchers, metrics and drain, with the HTTP routes. The largest
 message it receives is the HTTP body limit (``max_body_bytes``); larger ones get
-RESOURCE_EXHAUSTED from gRPC itself.
+RESOURCE_EXHAUSTED from gRPC itself. With ``--api-keys`` every call but the health service
+needs ``authorization: Bearer <key>`` metadata; with ``--ssl-certfile`` it serves TLS with the
+same certificate as HTTPS.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -18,6 +22,9 @@ from service.errors import ServiceError
 from service.grpc import inference_pb2_grpc as pb_grpc
 from service.grpc.health import ReadinessHealth
 from service.grpc.servicer import InferenceServicer
+from service.security import key_authorized, read_api_keys, refusal_message
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 logger = logging.getLogger("lc2d.service")
 
@@ -28,6 +35,29 @@ class GrpcBindError(ServiceError):
     status_code = 503
     code = "grpc_bind_failed"
     exit_code = 2
+
+
+class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without ``authorization: Bearer <key>`` metadata (UNAUTHENTICATED), as the
+    HTTP app refuses requests (401); ``grpc.health.v1.Health`` stays open, like the HTTP probes."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        self.keys = keys
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        if details.method.startswith(HEALTH_PREFIX):
+            return await continuation(details)
+        values = [v for k, v in (details.invocation_metadata or ()) if k == "authorization"]
+        header = (values[0].encode() if isinstance(values[0], str) else values[0]) if values else None
+        if key_authorized(header, self.keys):
+            return await continuation(details)
+        message = refusal_message(header)
+
+        async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 class GrpcServer:
@@ -53,12 +83,20 @@ class GrpcServer:
         options = [("grpc.max_receive_message_length", self.plane.settings.max_body_bytes),
                    ("grpc.max_send_message_length", -1),
                    ("grpc.so_reuseport", 0)]  # a port in use is an error, not a silent share
-        server = grpc.aio.server(options=options)
+        settings = self.plane.settings
+        keys = read_api_keys(settings.api_keys) if settings.api_keys is not None else None
+        server = grpc.aio.server(options=options,
+                                 interceptors=[ApiKeyInterceptor(keys)] if keys is not None else None)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.plane), server)
         health_pb2_grpc.add_HealthServicer_to_server(ReadinessHealth(self.plane), server)
         try:
-            bound = server.add_insecure_port(self.address)
-        except RuntimeError as err:
+            if settings.ssl_certfile is not None and settings.ssl_keyfile is not None:  # HTTPS's certificate
+                credentials = grpc.ssl_server_credentials(
+                    [(settings.ssl_keyfile.read_bytes(), settings.ssl_certfile.read_bytes())])
+                bound = server.add_secure_port(self.address, credentials)
+            else:
+                bound = server.add_insecure_port(self.address)
+        except (RuntimeError, OSError) as err:
             bound, reason = 0, str(err)
         else:
             reason = "no port bound"

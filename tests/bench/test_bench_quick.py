@@ -36,7 +36,9 @@ def hand_floor_ms(batch: int) -> float:
 
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
+    # keras-jax: our layer under JAX, in a child process (jax is in the dev extra; torch is not)
     config = suite.SuiteConfig(workloads=("tiny",), batches=(1, 3),
+                               families=("tf_keras", "keras", "keras-jax", "onnx"),
                                policy=TimingPolicy(budget_s=0.01, min_runs=5, max_runs=10, warmup=1))
     return suite.run_suite(config, floors=MachineFloors(RATE_GFLOPS, BANDWIDTH_GBS), log=lambda _: None)
 
@@ -52,7 +54,8 @@ def test_run_suite_records_every_method_with_hand_computed_floor(result: dict[st
     records = result["results"]
     methods = {r["method"] for r in records}
     assert {"tf_keras impl 1", "tf_keras impl 2", "tf_keras impl 3", "keras impl 1", "keras impl 2",
-            "keras impl 3", "onnx local", "onnx dense", "onnx sparse", "onnx auto", "onnx int8"} <= methods
+            "keras impl 3", "keras-jax impl 1", "keras-jax impl 2", "keras-jax impl 3",
+            "onnx local", "onnx dense", "onnx sparse", "onnx auto", "onnx int8"} <= methods
     assert len(records) == 2 * len(methods)
     for r in records:
         assert r["status"] == "ok", r
@@ -64,6 +67,13 @@ def test_run_suite_records_every_method_with_hand_computed_floor(result: dict[st
             assert 0 < r["max_rel_error"] < INT8_TOLERANCE, r
         else:
             assert r["max_rel_error"] < 1e-5, r  # every float method computes the reference function
+
+
+def test_cli_offers_the_suites_method_families() -> None:
+    from lc2d.commands.bench import FAMILIES
+
+    assert FAMILIES == suite.FAMILIES
+    assert set(suite.BACKEND_FAMILIES) == {"keras-jax", "keras-torch"} <= set(FAMILIES)
 
 
 def test_summary_speedups_are_per_round_ratios_with_tf_keras_timed_in_every_round(

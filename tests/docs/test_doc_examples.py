@@ -11,16 +11,14 @@ reason stays in the docs). The test id, and every failure message, is the block'
 
 from __future__ import annotations
 
-import os
 import shutil
-import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.docs.conftest import example_environment
 from tests.docs.doc_blocks import ShellBlock, documents, shell_blocks
 from tests.service.conftest import REPO_ROOT, ServerProcess, write_classifier
 
@@ -48,25 +46,9 @@ def server(workspace: Path) -> Iterator[ServerProcess]:
         process.stop()
 
 
-@pytest.fixture(scope="module")
-def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``lc2d``, ``python`` and ``python3`` of this checkout and interpreter, first on PATH."""
-    folder = tmp_path_factory.mktemp("docs_bin")
-    commands = {"lc2d": f'exec "{sys.executable}" -m lc2d "$@"', "python": f'exec "{sys.executable}" "$@"',
-                "python3": f'exec "{sys.executable}" "$@"'}
-    for name, line in commands.items():
-        script = folder / name
-        script.write_text(f"#!/bin/sh\n{line}\n")
-        script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return folder
-
-
 def block_environment(server: ServerProcess, tools: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LC2D_")}
-    env.update(PATH=f"{tools}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(REPO_ROOT),
-               HOST="127.0.0.1", PORT=str(server.port), GRPC_PORT=str(server.grpc_port),
-               TF_CPP_MIN_LOG_LEVEL="3")
-    return env
+    return example_environment(tools, HOST="127.0.0.1", PORT=str(server.port),
+                               GRPC_PORT=str(server.grpc_port))
 
 
 @pytest.mark.parametrize("block", TESTED, ids=[block.where(REPO_ROOT) for block in TESTED])

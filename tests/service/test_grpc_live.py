@@ -320,3 +320,39 @@ def test_the_grpc_client_example_of_the_docs_runs(start_server, tmp_path) -> Non
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("True") and "(4, 10)" in lines[1] and lines[2].count(":") == 6
+
+
+def test_grpc_uses_the_api_keys_and_the_tls_certificate_of_http(start_server, tiny_model, tmp_path) -> None:
+    from tests.service.test_security import write_certificate
+
+    cert, key = write_certificate(tmp_path)
+    keys = tmp_path / "keys.txt"
+    keys.write_text("grpc-key-789\n")
+    server = start_server("--model", str(tiny_model.path), "--threads", "1", "--api-keys", str(keys),
+                          "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), wait=False)
+    client = triton.InferenceServerClient(server.grpc_address, ssl=True, root_certificates=str(cert))
+    good = {"authorization": "Bearer grpc-key-789"}
+    deadline = time.monotonic() + 60
+    while True:  # the HTTP readiness the fixture polls is HTTPS here: poll gRPC instead
+        try:
+            if client.is_server_live(headers=good, client_timeout=2):
+                break
+        except InferenceServerException:
+            assert time.monotonic() < deadline and server.process.poll() is None
+            time.sleep(0.3)
+    one = np.ones((1, 8, 8, 1), np.float32)
+    answer = client.infer("tiny", [fp32_input(one)], headers=good)
+    np.testing.assert_allclose(answer.as_numpy("probabilities"), tiny_model.reference(one), **TOLERANCE)
+    for headers, fragment in ((None, "no Authorization header"), ({"authorization": "Bearer nope"},
+                                                                   "no valid API key")):
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("tiny", [fp32_input(one)], headers=headers)
+        assert refused.value.status() == "StatusCode.UNAUTHENTICATED" and fragment in refused.value.message()
+    client.close()
+    with open(cert, "rb") as pem:
+        credentials = grpc.ssl_channel_credentials(root_certificates=pem.read())
+    with grpc.secure_channel(server.grpc_address, credentials) as channel:  # probes need no key
+        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert status.status == health_pb2.HealthCheckResponse.SERVING
+    with grpc.insecure_channel(server.grpc_address) as plain, pytest.raises(grpc.RpcError):
+        health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=3)
