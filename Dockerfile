@@ -88,9 +88,10 @@ RUN case "${GPU}" in "" | 1) ;; *) echo "GPU: expected 1 (GPU image) or empty (C
 # FastAPI, uvicorn, numpy, pydantic, ... uvloop's extension ships 13 MB of debug sections: they
 # are stripped (binutils comes and goes in this layer). Only uvloop's: stripping the libraries
 # that auditwheel patched (numpy's OpenBLAS) breaks them. ONNX Runtime's offline tooling
-# (transformers, quantization, tools: 9 MB) is not needed to serve, nor are NumPy's test suites
-# (17 MB) and the source maps of the offline Swagger UI (6 MB). Byte code is compiled for
-# everything else.
+# (transformers, quantization, tools: 9 MB) is not needed to serve, nor are NumPy's test suites,
+# f2py and SIMD test module (about 6 MB), Pillow's codecs for formats the server never decodes
+# (AVIF, WebP; fonts; Tk: 9 MB — images are PNG or JPEG, docs/scoring.md) and the source maps of
+# the offline Swagger UI. Byte code is compiled for everything else.
 COPY --from=requirements /requirements/ /tmp/requirements/
 RUN python3 -m pip --python /opt/venv/bin/python install --no-compile -r "/tmp/requirements/base${GPU:+-gpu}.txt" \
  && apt-get update \
@@ -101,8 +102,12 @@ RUN python3 -m pip --python /opt/venv/bin/python install --no-compile -r "/tmp/r
  && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
  && rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools" \
  && find "$site/numpy" -type d -name tests -prune -exec rm -rf {} + \
+ && rm -rf "$site/numpy/f2py" "$site/numpy/_core/_simd".*.so \
+ && rm -f "$site/PIL/_avif".*.so "$site/PIL/_webp".*.so "$site/PIL/_imagingft".*.so "$site/PIL/_imagingtk".*.so \
+ && rm -f "$site/pillow.libs/"libavif* "$site/pillow.libs/"libwebp* "$site/pillow.libs/"libsharpyuv* \
+          "$site/pillow.libs/"libfreetype* "$site/pillow.libs/"libharfbuzz* "$site/pillow.libs/"libbrotli* \
  && find "$site" -type f -name '*.js.map' -delete \
- && /opt/venv/bin/python -c "import numpy, onnxruntime, uvloop, httptools, fastapi" \
+ && /opt/venv/bin/python -c "import numpy, onnxruntime, uvloop, httptools, fastapi, PIL.PngImagePlugin, PIL.JpegImagePlugin, PIL.Image; PIL.Image.init()" \
  && /opt/venv/bin/python -m compileall -q -j 0 -x '/tests?/' /opt/venv/lib \
  && rm -rf /tmp/requirements \
  && if [ -n "${GPU}" ] && [ -n "${CUDA_VERSION:-}" ]; then /opt/venv/bin/python -c "$CUDA_MATCH_CHECK"; fi
