@@ -88,8 +88,9 @@ RUN case "${GPU}" in "" | 1) ;; *) echo "GPU: expected 1 (GPU image) or empty (C
 # FastAPI, uvicorn, numpy, pydantic, ... uvloop's extension ships 13 MB of debug sections: they
 # are stripped (binutils comes and goes in this layer). Only uvloop's: stripping the libraries
 # that auditwheel patched (numpy's OpenBLAS) breaks them. ONNX Runtime's offline tooling
-# (transformers, quantization, tools: 9 MB) is not needed to serve. Byte code is compiled for
-# everything but test suites.
+# (transformers, quantization, tools: 9 MB) is not needed to serve, nor are NumPy's test suites
+# (17 MB) and the source maps of the offline Swagger UI (6 MB). Byte code is compiled for
+# everything else.
 COPY --from=requirements /requirements/ /tmp/requirements/
 RUN python3 -m pip --python /opt/venv/bin/python install --no-compile -r "/tmp/requirements/base${GPU:+-gpu}.txt" \
  && apt-get update \
@@ -99,6 +100,8 @@ RUN python3 -m pip --python /opt/venv/bin/python install --no-compile -r "/tmp/r
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
  && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
  && rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools" \
+ && find "$site/numpy" -type d -name tests -prune -exec rm -rf {} + \
+ && find "$site" -type f -name '*.js.map' -delete \
  && /opt/venv/bin/python -c "import numpy, onnxruntime, uvloop, httptools, fastapi" \
  && /opt/venv/bin/python -m compileall -q -j 0 -x '/tests?/' /opt/venv/lib \
  && rm -rf /tmp/requirements \

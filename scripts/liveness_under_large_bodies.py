@@ -81,9 +81,19 @@ def start_server(model: Path, port: int, limit: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the server did not start")
 
 
-def flood(port: int, pid: int, clients: int, bodies: int, body: bytes) -> FloodResult:
-    """Runs the flood against a started server; see the module docstring."""
+def flood(port: int, pid: int, clients: int, bodies: int, body: bytes, warmup: int = 0) -> FloodResult:
+    """Runs the flood against a started server; see the module docstring.
+
+    ``warmup`` bodies are sent (one at a time) before the memory baseline is read, so that
+    one-time allocations of the first large request (ONNX Runtime's arena for that batch size,
+    the decoding thread) are not counted as growth per body.
+    """
     server = psutil.Process(pid)
+    for _ in range(warmup):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        connection.getresponse().read()
+        connection.close()
     time.sleep(0.5)
     idle = _probe_for(port, 3.0)
     before = server.memory_info().rss

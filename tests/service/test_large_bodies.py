@@ -4,7 +4,10 @@ A bounded run of ``scripts/liveness_under_large_bodies.py`` (2 clients x 2 bodie
 full measurement, 4 clients x 32 MiB, is in docs/reliability.md). Timings are compared within
 the run: a health check during the flood must take well under the time of one large request
 (a body decoded on the event loop would stall it for most of that time), and the server's
-memory growth per body in flight must stay within 4x the body's size.
+memory growth per body in flight must stay within 4x the body's size. One body is sent before
+the memory baseline: with 4 MiB bodies, the first large request's one-time allocations (ONNX
+Runtime's arena for that batch size, the decoding thread) are as large as the growth per body
+(4.8x measured without it on a loaded machine), while at 32 MiB they vanish in the ratio.
 """
 
 import importlib.util
@@ -31,7 +34,7 @@ def test_liveness_and_memory_while_clients_send_large_json_bodies(tmp_path: Path
     port = free_port()
     process = liveness.start_server(model, port, len(body) + 2**20)
     try:
-        result = liveness.flood(port, process.pid, clients=2, bodies=2, body=body)
+        result = liveness.flood(port, process.pid, clients=2, bodies=2, body=body, warmup=1)
     finally:
         process.terminate()
         process.wait(timeout=60)
