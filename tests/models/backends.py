@@ -173,8 +173,13 @@ class ChildRun:
     output: str
 
 
-def run_suite(backend: str, exchange: Path, grid: str, timeout_s: float) -> ChildRun:
-    """The backend-neutral layer suite in a child pytest process under ``backend``."""
+def run_suite(backend: str, exchange: Path, grid: str, timeout_s: float,
+              only: str | None = None) -> ChildRun:
+    """The backend-neutral layer suite in a child pytest process under ``backend``.
+
+    ``only``: run just the exchange suite's tests whose names contain it (e.g. ``"earlier_backends"``
+    to load, once every backend has saved its files, those saved after this backend ran).
+    """
     # XLA's optimisation level 0 halves JAX's compile time per op (measured: 14.8 -> 8.2 s CPU on
     # the layer's shapes); the tests compare numbers at 1e-5, which it does not change.
     env = {**os.environ, "KERAS_BACKEND": backend, GRID_ENV: grid, EXCHANGE_ENV: str(exchange),
@@ -182,6 +187,9 @@ def run_suite(backend: str, exchange: Path, grid: str, timeout_s: float) -> Chil
            "XLA_FLAGS": "--xla_backend_optimization_level=0"}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", MARKERS[grid],
                *SUITES[grid]]
+    if only is not None:
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                   "tests/models/backend_exchange.py", "-k", only]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout_s, check=False)

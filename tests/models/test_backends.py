@@ -3,9 +3,11 @@
 This process (TensorFlow) saves models of every implementation and exports them; each backend in
 ``LC2D_TEST_BACKENDS`` (``make test``: jax; ``make test-backends``: jax,torch) then runs the
 backend-neutral layer suite in a child pytest process, loads the files of the backends before it
-and saves its own (tests/models/backend_exchange.py). Back here, the files saved under the other
-backends load under TensorFlow with identical weights and outputs, export to ONNX with the
-outputs their backend computed, and so does a model trained by ``lc2d train`` under each backend.
+and saves its own (tests/models/backend_exchange.py); with two or more, the first one then loads
+the files of the others too, so every pair of backends is covered both ways. Back here, the files
+saved under the other backends load under TensorFlow with identical weights and outputs, export
+to ONNX with the outputs their backend computed, and so does a model trained by ``lc2d train``
+under each backend.
 Tolerance: 1e-5 normwise relative error (``RTOL``).
 """
 
@@ -61,6 +63,14 @@ def test_at_least_one_other_backend_is_requested():
 def test_layer_suite_passes_under_backend(backend, child_runs):
     run = child_runs[backend]
     assert run.returncode == 0 and run.passed > 0 and not run.not_passed, run.output[-3000:]
+
+
+if len(BACKENDS) > 1:  # `make test-backends`: the first child ran before the others had saved files
+    def test_first_backend_loads_the_files_saved_by_the_backends_after_it(child_runs, exchange):
+        later = sorted({f"{backend}-impl{i}.keras" for backend in BACKENDS[1:] for i in (1, 2, 3)})
+        assert sorted(p.name for p in exchange.glob("*-impl[123].keras") if p.name in later) == later
+        run = run_suite(BACKENDS[0], exchange, child_grid(), CHILD_TIMEOUT_S, only="earlier_backends")
+        assert run.returncode == 0 and run.passed == 1 and not run.not_passed, run.output[-3000:]
 
 
 def test_keras_files_saved_under_other_backends_load_under_tensorflow_unchanged(child_runs, exchange):
