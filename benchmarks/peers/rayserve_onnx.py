@@ -53,7 +53,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": int(os.environ["LC2D_PEER_PORT"])})
-    app = OnnxDeployment.bind(os.environ["LC2D_PEER_MODEL"], int(os.environ.get("LC2D_PEER_THREADS", "0")))
+    # serve.deployment returns a Deployment object; mypy sees the decorated class
+    app = OnnxDeployment.bind(os.environ["LC2D_PEER_MODEL"],  # type: ignore[attr-defined]
+                              int(os.environ.get("LC2D_PEER_THREADS", "0")))
     serve.run(app, route_prefix="/infer")
     stop.wait()
     serve.shutdown()
