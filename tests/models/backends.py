@@ -139,6 +139,8 @@ def load_exchange_models(folder: Path) -> list[Loaded]:
     """Every ``*-impl<N>.keras`` saved by another backend, loaded and run on its saved input."""
     import keras
 
+    import models  # noqa: F401  registers LocallyConnected2D, as a user's code must before loading
+
     backend, results = current_backend(), []
     for path in sorted(folder.glob("*-impl[123].keras")):
         if path.name.startswith(f"{backend}-"):
