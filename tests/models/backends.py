@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from models.comparison import relative_error
+
 GRID_ENV = "LC2D_TEST_GRID"
 EXCHANGE_ENV = "LC2D_BACKEND_EXCHANGE"
 BACKENDS_ENV = "LC2D_TEST_BACKENDS"  # the backends `make test` runs besides TensorFlow
@@ -79,11 +81,6 @@ def covering(*axes: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     if full_grid():
         return list(itertools.product(*axes))
     return [tuple(axis[i % len(axis)] for axis in axes) for i in range(max(map(len, axes)))]
-
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    return float(np.abs(np.asarray(actual, np.float64) - expected).max() / np.abs(expected).max())
 
 
 # --- the exchange folder ----------------------------------------------------------------------

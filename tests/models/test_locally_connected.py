@@ -19,6 +19,7 @@ import pytest
 from keras import ops
 
 from models import LocallyConnected2D, convert_kernel
+from models.comparison import relative_error
 from tests.models import reference
 from tests.models.backends import covering, layer_grid
 
@@ -30,11 +31,6 @@ STRIDES = ((1, 1), (2, 2), (1, 3))
 KERNELS = ((3, 3), (2, 3))
 SIZE = (7, 5)  # odd, non-square input
 CHANNELS, FILTERS = 2, 3
-
-
-def rel_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    assert actual.shape == expected.shape
-    return float(np.abs(actual - expected).max() / np.abs(expected).max())
 
 
 def instance_shape(fmt: str, size: tuple[int, int] = SIZE, channels: int = CHANNELS) -> tuple[int, ...]:
@@ -77,7 +73,7 @@ def test_forward_matches_tf_keras_for_identical_weights(impl, fmt, padding, stri
                        data_format=fmt, implementation=impl, activation="tanh")
     kernel_w, bias_w = oracle.get_weights()
     ours.set_weights([convert_kernel(kernel_w, ours, impl, oracle_impl), bias_w])
-    assert rel_error(forward(ours, x), expected) <= RTOL
+    assert relative_error(forward(ours, x), expected) <= RTOL
 
 
 @pytest.mark.parametrize(("impl", "fmt", "padding", "strides", "kernel"), GRID)
@@ -88,7 +84,7 @@ def test_forward_matches_numpy_definition(impl, fmt, padding, strides, kernel, r
     x = rng.standard_normal((2, *instance_shape(fmt))).astype("float32")
     expected = reference.locally_connected(x, kernel_w, bias_w, impl, FILTERS, kernel, strides,
                                            padding, fmt)
-    assert rel_error(forward(layer, x), expected) <= RTOL
+    assert relative_error(forward(layer, x), expected) <= RTOL
 
 
 @pytest.mark.tensorflow_only
@@ -227,7 +223,7 @@ def test_converted_kernel_gives_the_same_outputs_in_another_implementation(sourc
     second.set_weights([convert_kernel(kernel, first, target), bias])
     x = rng.standard_normal((2, *instance_shape("channels_first"))).astype("float32")
     # exact for connected weights; taps off the input and masked entries multiply zeros
-    assert rel_error(forward(second, x), forward(first, x)) <= RTOL
+    assert relative_error(forward(second, x), forward(first, x)) <= RTOL
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
