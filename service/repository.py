@@ -150,7 +150,11 @@ class ModelCatalog:
         directory = None
         if self.repository is not None and not name.startswith(".") and "/" not in name:
             model_dir = self.repository / name
-            directory = scan_model_directory(model_dir) if model_dir.is_dir() else None
+            try:  # a name the file system cannot hold (too long, NUL) names no model
+                is_model_dir = model_dir.is_dir()
+            except (OSError, ValueError):
+                is_model_dir = False
+            directory = scan_model_directory(model_dir) if is_model_dir else None
         return None if file is None and directory is None else _combined(file, directory)
 
 

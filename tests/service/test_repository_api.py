@@ -126,6 +126,9 @@ def test_tritonclient_repository_api_loads_configures_reports_and_unloads(
     with pytest.raises(InferenceServerException, match="not in the repository") as unknown:
         client.load_model("nope")
     assert unknown.value.status() == "404"
+    with pytest.raises(InferenceServerException, match="not in the repository") as too_long:
+        client.load_model("x" * 5000)  # longer than a file name may be: not found, not a 500
+    assert too_long.value.status() == "404"
     with urllib.request.urlopen(server.url + "/metrics", timeout=10) as answer:
         text = answer.read().decode()
     assert 'lc2d_model_ready{model="tiny",version="2"} 0.0' in text
