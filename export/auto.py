@@ -21,6 +21,7 @@ being timed (their first-round times are kept): a hopeless candidate costs one r
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +37,7 @@ from export.lowerings import STRATEGIES, auto_candidates
 from export.lowerings.base import LoweringContext, Tensor
 from export.lowerings.locally_connected import geometry_of
 from export.runtime import make_session
+from models.geometry import LocalGeometry
 
 DEFAULT_AUTO_BATCHES = (1, 64)
 DEFAULT_AUTO_ROUNDS = 3
@@ -43,6 +45,7 @@ RUNS_PER_ROUND = 3  # timed runs of each candidate per batch size and round (at 
 ROUND_BUDGET_S = 0.6  # a candidate's timed runs stop after this long in one round
 DROP_FACTOR = 3.0  # slower than this times the best at every batch size: no more rounds
 TIE_MARGIN = 0.10  # worst-case slowdowns this close to the least one count as a tie
+MEMORY_BUDGET_BYTES = 2 << 30  # a candidate whose intermediates need more at a batch size is not timed there
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,12 @@ def single_layer_model(layer: Any, strategy: str, ctx: LoweringContext) -> onnx.
 
 def time_candidates(models: Mapping[str, Callable[[], onnx.ModelProto]], input_shape: tuple[int, ...],
                     provider: str, batches: tuple[int, ...] = DEFAULT_AUTO_BATCHES,
-                    rounds: int = DEFAULT_AUTO_ROUNDS) -> dict[str, dict[str, float]]:
+                    rounds: int = DEFAULT_AUTO_ROUNDS,
+                    untimed: Mapping[str, set[int]] | None = None) -> dict[str, dict[str, float]]:
     """Median wall time (ms) of one ORT run of each model per batch size, timed interleaved.
+
+    ``untimed`` names the batch sizes at which a model is not run (too much memory); its result
+    has no entry for them.
 
     ``models`` maps each candidate to a function building its model: each is built, loaded and
     dropped in turn, so only the sessions are held at once. See the module docstring: every
@@ -90,17 +97,20 @@ def time_candidates(models: Mapping[str, Callable[[], onnx.ModelProto]], input_s
 
     shrink = onnxruntime.RunOptions()
     shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in sessions}
+    untimed = untimed or {}
+    times: dict[str, dict[int, list[float]]] = {
+        name: {b: [] for b in batches if b not in untimed.get(name, set())} for name in sessions}
     live = list(sessions)
     for round_ in range(rounds):
         for batch in batches:
             start = round_ % len(live)
             for name in live[start:] + live[:start]:
-                times[name][batch] += timed_runs(sessions[name], inputs[batch])
-                sessions[name].run(None, {"x": inputs[min(batches)]}, shrink)
+                if batch in times[name]:
+                    times[name][batch] += timed_runs(sessions[name], inputs[batch])
+                    sessions[name].run(None, {"x": inputs[min(batches)]}, shrink)
         if round_ == 0:
             live = still_competitive(times, live)
-    return {name: {str(b): round(statistics.median(runs[b]), 4) for b in batches}
+    return {name: {str(b): round(statistics.median(r), 4) for b, r in runs.items()}
             for name, runs in times.items()}
 
 
@@ -120,8 +130,11 @@ def timed_runs(session: Any, x: np.ndarray) -> list[float]:
 def still_competitive(times: dict[str, dict[int, list[float]]], live: list[str]) -> list[str]:
     """The candidates within ``DROP_FACTOR`` of the best at some batch size (medians so far)."""
     medians = {name: {b: statistics.median(runs) for b, runs in times[name].items()} for name in live}
-    best = {b: min(m[b] for m in medians.values()) for b in next(iter(medians.values()))}
-    return [name for name in live if any(medians[name][b] <= DROP_FACTOR * best[b] for b in best)]
+    best: dict[int, float] = {}
+    for per_batch in medians.values():
+        for b, median in per_batch.items():
+            best[b] = min(best.get(b, math.inf), median)
+    return [name for name in live if any(m <= DROP_FACTOR * best[b] for b, m in medians[name].items())]
 
 
 def choose_strategy(layer: Any, ctx: LoweringContext, provider: str,
@@ -132,10 +145,23 @@ def choose_strategy(layer: Any, ctx: LoweringContext, provider: str,
     The choice minimises the worst ratio, over the batch sizes, of a candidate's time to the
     best candidate's time at that batch size.
     """
-    shape = geometry_of(layer).input_shape()
-    models = {s: partial(single_layer_model, layer, s, ctx) for s in auto_candidates(layer, ctx)}
-    timings = time_candidates(models, shape, provider, batches, rounds)
+    geo = geometry_of(layer)
+    untimed = {s: too_large_at(s, geo, batches) for s in auto_candidates(layer, ctx)}
+    models = {s: partial(single_layer_model, layer, s, ctx) for s, skip in untimed.items()
+              if len(skip) < len(batches)}
+    timings = time_candidates(models, geo.input_shape(), provider, batches, rounds, untimed)
     return AutoChoice(least_worst_slowdown(timings), timings)
+
+
+def too_large_at(strategy: str, geo: LocalGeometry, batches: tuple[int, ...]) -> set[int]:
+    """The batch sizes at which ``strategy``'s intermediates would exceed ``MEMORY_BUDGET_BYTES``.
+
+    Not timed there, the strategy cannot be chosen (its slowdown there counts as infinite): the
+    ``sparse`` strategy's products need 16 GB for DeepFace L4 at batch 64, and timing them
+    killed a full ``lc2d bench`` for memory on a 24 GB machine.
+    """
+    size = STRATEGIES[strategy].activation_bytes
+    return {b for b in batches if size is not None and size(geo, b) > MEMORY_BUDGET_BYTES}
 
 
 def least_worst_slowdown(timings: dict[str, dict[str, float]]) -> str:
@@ -148,9 +174,9 @@ def least_worst_slowdown(timings: dict[str, dict[str, float]]) -> str:
     timed. Timings on a busy 2-core machine differ by more than 10 % between equal graphs, which
     made the pick flip between ``local`` and ``adaptive`` from one export to the next.
     """
-    batches = next(iter(timings.values())).keys()
-    best = {b: min(t[b] for t in timings.values()) for b in batches}
-    worst = {s: max(timings[s][b] / best[b] for b in batches) for s in timings}
+    batches = {b for t in timings.values() for b in t}
+    best = {b: min(t[b] for t in timings.values() if b in t) for b in batches}
+    worst = {s: max(timings[s].get(b, math.inf) / best[b] for b in batches) for s in timings}
     least = min(worst, key=worst.__getitem__)
     tied = [s for s in timings if worst[s] <= worst[least] * (1 + TIE_MARGIN)]
     combining = [s for s in tied if s in STRATEGIES and STRATEGIES[s].combines]

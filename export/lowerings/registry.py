@@ -26,8 +26,9 @@ from export.lowerings.chunked import lower_locally_connected_chunked
 from export.lowerings.dense import dense_budget_error, lower_locally_connected_dense
 from export.lowerings.int8 import lower_locally_connected_int8
 from export.lowerings.local import lower_locally_connected_local
-from export.lowerings.sparse import lower_locally_connected_sparse
+from export.lowerings.sparse import lower_locally_connected_sparse, sparse_activation_bytes
 from export.parity import DEFAULT_TOLERANCE, INT8_TOLERANCE
+from models.geometry import LocalGeometry
 
 STANDARD = "standard"
 LC_TYPE = "LocallyConnected2D"
@@ -61,6 +62,9 @@ class Strategy:
         combines: the strategies whose graphs it runs unchanged, each at the batch sizes where
             that one is the faster (``adaptive``: ``local`` and ``chunked``). ``auto`` prefers
             it when its timing ties with the best (see ``export.auto``).
+        activation_bytes: ``(geometry, batch) -> bytes`` of its largest intermediates where they
+            grow with the batch beyond the weights' size, or None. ``auto`` does not time it at
+            a batch size where they exceed its memory budget.
     """
 
     name: str
@@ -72,6 +76,7 @@ class Strategy:
     feasibility: Feasibility = always_feasible
     max_nodes: int = 12
     combines: tuple[str, ...] = ()
+    activation_bytes: Callable[[LocalGeometry, int], int] | None = None
 
     def refusal(self, layer: Any, ctx: LoweringContext) -> ExportError | None:
         """Why this strategy cannot lower ``layer`` under ``ctx``, or None when it can."""
@@ -91,7 +96,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              "one MatMul with the masked dense kernel; refused over the dense budget",
              mirrors_implementation=2, feasibility=dense_budget_error),
     Strategy("sparse", lower_locally_connected_sparse,
-             "Gather, Mul, ReduceSum over the connected weights only", mirrors_implementation=3),
+             "Gather, Mul, ReduceSum over the connected weights only", mirrors_implementation=3,
+             activation_bytes=sparse_activation_bytes),
     Strategy("int8", lower_locally_connected_int8,
              "8-bit integer products (MatMulInteger); opt-in, about 1 % error",
              quantized=True, tolerance=INT8_TOLERANCE, max_nodes=24),

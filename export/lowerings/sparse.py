@@ -26,6 +26,16 @@ from export.lowerings.locally_connected import (
     index_constant,
     kernel_as,
 )
+from models.geometry import LocalGeometry
+
+
+def sparse_activation_bytes(geo: LocalGeometry, batch: int) -> int:
+    """Bytes of the largest intermediates at ``batch``: the gathered taps and their products.
+
+    The products are ``(batch, L, P, F)`` float32 before the reduction: 16 GB for DeepFace L4 at
+    batch 64, which is why ``auto`` does not time this strategy there (``export.auto``).
+    """
+    return 4 * batch * geo.locations * geo.patch_size * (geo.filters + 1)
 
 
 def lower_locally_connected_sparse(layer: Any, x: Tensor, ctx: LoweringContext) -> Lowered:

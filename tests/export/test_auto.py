@@ -75,3 +75,28 @@ def test_a_tie_within_the_margin_goes_to_the_strategy_that_combines_the_others()
     # a strategy much faster than both is chosen whatever it combines
     timings["dense"] = {"1": 0.5, "64": 5.0}
     assert auto.least_worst_slowdown(timings) == "dense"
+
+
+def test_a_candidate_is_not_timed_where_its_intermediates_exceed_the_memory_budget(monkeypatch) -> None:
+    from benchmarks.workloads import all_workloads
+    from export.lowerings.base import LoweringContext
+    from export.lowerings.sparse import sparse_activation_bytes
+
+    # DeepFace L4 (63x63x16 in, 9x9, 16 filters): sparse's products are (N, 3025, 1296, 16) floats,
+    # 16.9 GB at batch 64 (a full `lc2d bench` was killed for memory timing them), 0.27 GB at 1
+    l4 = all_workloads()["L4"].build(1).layers[-1].geometry
+    assert sparse_activation_bytes(l4, 64) == 4 * 64 * 3025 * 1296 * 17
+    assert auto.too_large_at("sparse", l4, (1, 64)) == {64}
+    assert auto.too_large_at("local", l4, (1, 64)) == set()  # its intermediates are bounded otherwise
+    # the same rule end to end, on a small layer with the budget between its batch-1 and batch-8 needs
+    layer = all_workloads()["tiny"].build(1).layers[-1]
+    monkeypatch.setattr(auto, "MEMORY_BUDGET_BYTES", sparse_activation_bytes(layer.geometry, 4))
+    choice = auto.choose_strategy(layer, LoweringContext(), "CPUExecutionProvider", batches=(1, 8), rounds=1)
+    assert set(choice.timings_ms["sparse"]) == {"1"} and set(choice.timings_ms["local"]) == {"1", "8"}
+    assert choice.strategy != "sparse"  # untimed at 8 counts as infinitely slow there
+
+
+def test_least_worst_slowdown_counts_an_untimed_batch_as_infinitely_slow() -> None:
+    timings = {"local": {"1": 1.0, "64": 20.0}, "sparse": {"1": 0.5}}
+    assert auto.least_worst_slowdown(timings) == "local"
+    assert auto.still_competitive({"a": {1: [1.0], 64: [10.0]}, "b": {1: [0.9]}}, ["a", "b"]) == ["a", "b"]
