@@ -454,8 +454,9 @@ def measure_model(settings: Settings, model_name: str, path: Path, bins: dict[st
                     if name in failures:
                         continue
                     try:
-                        result = drive_payloads(servers[name].port, servers[name].path, payloads[body],
-                                                clients)
+                        result = drive_once_more_if_alive(
+                            servers[name], payloads[body], clients, BODIES[body], input_name, probe_batch,
+                            expected, log)
                     except (OSError, RuntimeError) as err:  # the server died: keep what was measured
                         failures[name] = server_failure(servers[name], err)
                         log(f"  {PEERS[name].title} failed: {failures[name]['error']}")
@@ -470,6 +471,27 @@ def measure_model(settings: Settings, model_name: str, path: Path, bins: dict[st
     return {"model": model_name, "path": str(path), "input_name": input_name, "instance_shape": shape,
             "output_size": int(expected.size), "requests": requests, "answers": checks, "rounds": rows,
             "failures": failures}
+
+
+def drive_once_more_if_alive(server: PeerServer, payloads: list[Payload], clients: int, body: Body,
+                             input_name: str, probe_batch: np.ndarray, expected: np.ndarray,
+                             log: Callable[[str], None]) -> dict[str, Any]:
+    """One measurement; when it fails but the server still answers a probe correctly, one retry.
+
+    A single refused or closed connection under load must not end a peer's whole run; a server
+    that no longer answers fails. The retry is recorded in the row (``retried_after``), so the
+    report can say so.
+    """
+    try:
+        return drive_payloads(server.port, server.path, payloads, clients)
+    except (OSError, RuntimeError) as err:
+        if server.process.poll() is not None:
+            raise
+        time.sleep(2.0)
+        check_answer(server, body, input_name, probe_batch, expected)  # raises if it no longer answers
+        log(f"  {server.peer.title}: {type(err).__name__}: {err}; it still answers, measuring once more")
+        return {**drive_payloads(server.port, server.path, payloads, clients),
+                "retried_after": f"{type(err).__name__}: {err}"}
 
 
 def server_failure(server: PeerServer, err: Exception) -> dict[str, str]:
@@ -565,6 +587,11 @@ def markdown(result: dict[str, Any]) -> str:
             lines += ["", f"**{result['servers'][name]['title']} stopped answering** during this model's "
                       f"measurements ({failure['error']}; exit status {failure['exit_status']}); its rows "
                       "above are the rounds it completed."]
+        for row in model["rounds"]:
+            if "retried_after" in row:
+                lines += ["", f"{result['servers'][row['server']]['title']} ({row['body']}, {row['clients']} "
+                          f"clients, round {row['round'] + 1}) failed once ({row['retried_after']}), still "
+                          "answered a probe correctly, and was measured once more: the row is the retry."]
         comparisons = model["summary"]["comparisons"]
         if comparisons:
             lines += ["", "lc2d against each peer (median of per-round ratios, range; > 1: lc2d ahead):", "",

@@ -19,15 +19,26 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from service.contract import InputLimits
 from service.errors import InvalidModelConfigError
 from service.providers import Device
 
 CONFIG_FILENAME = "config.json"
+LABEL_PATTERN = r"^[A-Za-z0-9_-]+$"
+"""What a version label may be: it becomes a path segment of ``/v1/models/{name}/labels/{label}``."""
+VersionLabel = Annotated[str, StringConstraints(pattern=LABEL_PATTERN)]
 
 
 MAX_BATCH_SIZE = 65_536
@@ -127,6 +138,11 @@ class ModelConfig(ServingOptions):
 
     default_version: int | None = Field(default=None, ge=1)
     """The version requests without a version go to; the highest ready version when unset."""
+
+    labels: dict[VersionLabel, Annotated[StrictInt, Field(ge=1)]] | None = None
+    """TensorFlow Serving version labels, label -> version (``{"stable": 1, "canary": 2}``), for
+    the ``/v1/models/{name}/labels/{label}`` routes; ``stable`` and ``canary`` keep their fixed
+    rule when not listed (``service.api.tfserving.label_version``)."""
 
     warmup: tuple[int, ...] | None = Field(default=None, max_length=16)
     """Batch sizes (at most 16) run through every session before the version becomes ready;

@@ -58,6 +58,9 @@ class Strategy:
         feasibility: the rule refusing layers it cannot lower within the export's limits.
         max_nodes: the most top-level ONNX nodes it emits per layer (a one-node activation
             included), whatever the layer's size.
+        combines: the strategies whose graphs it runs unchanged, each at the batch sizes where
+            that one is the faster (``adaptive``: ``local`` and ``chunked``). ``auto`` prefers
+            it when its timing ties with the best (see ``export.auto``).
     """
 
     name: str
@@ -68,6 +71,7 @@ class Strategy:
     mirrors_implementation: int | None = None
     feasibility: Feasibility = always_feasible
     max_nodes: int = 12
+    combines: tuple[str, ...] = ()
 
     def refusal(self, layer: Any, ctx: LoweringContext) -> ExportError | None:
         """Why this strategy cannot lower ``layer`` under ``ctx``, or None when it can."""
@@ -81,7 +85,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("chunked", lower_locally_connected_chunked,
              "a Scan over chunks of locations (Gather + MatMul kept in cache); large layers, large batches"),
     Strategy("adaptive", lower_locally_connected_adaptive,
-             "local below batch 16, chunked from there (an If on the batch size)"),
+             "local below batch 16, chunked from there (an If on the batch size)",
+             combines=("local", "chunked")),
     Strategy("dense", lower_locally_connected_dense,
              "one MatMul with the masked dense kernel; refused over the dense budget",
              mirrors_implementation=2, feasibility=dense_budget_error),

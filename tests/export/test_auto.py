@@ -61,3 +61,17 @@ def test_least_worst_slowdown_prefers_the_candidate_never_far_from_the_best() ->
     timings = {"local": {"1": 1.0, "64": 20.0}, "chunked": {"1": 1.5, "64": 10.0},
                "adaptive": {"1": 1.05, "64": 10.5}}
     assert auto.least_worst_slowdown(timings) == "adaptive"
+
+
+def test_a_tie_within_the_margin_goes_to_the_strategy_that_combines_the_others() -> None:
+    # local is the least worst (exactly the best at both sizes); adaptive, which runs local's
+    # and chunked's graphs, times 8 % slower at batch 1: a tie, so adaptive
+    timings = {"local": {"1": 1.0, "64": 10.0}, "chunked": {"1": 3.0, "64": 10.4},
+               "adaptive": {"1": 1.08, "64": 10.2}}
+    assert auto.least_worst_slowdown(timings) == "adaptive"
+    # 15 % slower is beyond the margin: the measured best stands
+    timings["adaptive"]["1"] = 1.15
+    assert auto.least_worst_slowdown(timings) == "local"
+    # a strategy much faster than both is chosen whatever it combines
+    timings["dense"] = {"1": 0.5, "64": 5.0}
+    assert auto.least_worst_slowdown(timings) == "dense"

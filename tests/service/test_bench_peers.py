@@ -129,8 +129,32 @@ def test_bench_peers_keeps_the_rounds_measured_before_a_server_stops_answering(
     code = bench_peers.main(["--peers", "lc2d", "--models", str(tiny_model.path), "--requests", "12",
                              "--rounds", "2", "--concurrency", "1,2", "--threads", "1",
                              "--out", str(tmp_path)])
-    assert code == 0 and len(calls) == 3  # after the failure, that server is not driven again
+    # the third call failed with the server still answering probes: one retry (call 4) failed too,
+    # and after that the server is not driven again
+    assert code == 0 and len(calls) == 4
     (model,) = json.loads((tmp_path / "perf" / "peers.json").read_text())["models"]
     assert [(r["body"], r["round"]) for r in model["rounds"]] == [("v2-json", 0), ("v2-binary", 0)]
     assert "ConnectionRefusedError" in model["failures"]["lc2d"]["error"]
     assert "lc2d serve stopped answering" in (tmp_path / "peers.md").read_text()
+
+
+def test_bench_peers_measures_once_more_after_one_refused_connection(tiny_model, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    real, calls = bench_peers.drive_payloads, []
+
+    def refused_once(port, path, payloads, clients):  # noqa: ANN001, ANN202
+        calls.append(clients)
+        if len(calls) == 2:  # one connection refused under load; the server itself is fine
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return real(port, path, payloads, clients)
+
+    monkeypatch.setattr(bench_peers, "drive_payloads", refused_once)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    code = bench_peers.main(["--peers", "lc2d", "--models", str(tiny_model.path), "--requests", "12",
+                             "--rounds", "1", "--concurrency", "1", "--threads", "1",
+                             "--out", str(tmp_path)])
+    assert code == 0 and len(calls) == 3  # v2-json, v2-binary refused, v2-binary again
+    (model,) = json.loads((tmp_path / "perf" / "peers.json").read_text())["models"]
+    assert [r["body"] for r in model["rounds"]] == ["v2-json", "v2-binary"] and not model["failures"]
+    assert "ConnectionResetError" in model["rounds"][1]["retried_after"]
+    assert "failed once (ConnectionResetError" in (tmp_path / "peers.md").read_text()

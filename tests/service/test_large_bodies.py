@@ -1,9 +1,11 @@
 """Large JSON bodies are decoded off the event loop: liveness answers while they are read.
 
-A bounded run of ``scripts/liveness_under_large_bodies.py`` (2 clients x 2 bodies of 16 MiB; the
+A bounded run of ``scripts/liveness_under_large_bodies.py`` (4 clients x 1 body of 16 MiB; the
 full measurement, 4 clients x 32 MiB, is in docs/reliability.md). Timings are compared within
 the run: a health check during the flood must take well under the time of one large request
-(a body decoded on the event loop would stall it for most of that time), and the server's
+(a body decoded on the event loop would stall it for most of that time; four bodies decoded by
+four threads at once made the event loop queue for the interpreter lock behind each of them,
+p99 0.23-0.4 of a request's time), and the server's
 memory growth per body in flight must stay within 4x the body's size. The bodies are large
 enough that decoding dominates a request: with 4 MiB bodies a request took 0.1 s on a quiet
 machine, and a health check's fixed hiccups (54 ms) came close to half of it. One body is sent
@@ -35,11 +37,11 @@ def test_liveness_and_memory_while_clients_send_large_json_bodies(tmp_path: Path
     port = free_port()
     process = liveness.start_server(model, port, len(body) + 2**20)
     try:
-        result = liveness.flood(port, process.pid, clients=2, bodies=2, body=body, warmup=1)
+        result = liveness.flood(port, process.pid, clients=4, bodies=1, body=body, warmup=1)
     finally:
         process.terminate()
         process.wait(timeout=60)
     assert result.requests_ok == 4  # answered (decoded whole, validated, run)
     assert result.live_probes >= 3
-    assert result.live_p99_ms / 1000 < 0.5 * result.request_s_median, result
+    assert result.live_p99_ms / 1000 < 0.15 * result.request_s_median, result
     assert result.peak_growth_per_body < 4, result
