@@ -18,6 +18,7 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
@@ -199,6 +200,25 @@ read_rpcs = st.one_of(
 def test_other_rpcs_never_get_a_server_error(grpc_fuzz_client: GrpcFuzzClient,
                                              call: tuple[str, object]) -> None:
     grpc_fuzz_client.attack(*call)
+
+
+def test_bytes_that_are_no_protobuf_get_invalid_argument(grpc_fuzz_client: GrpcFuzzClient) -> None:
+    """Bytes that do not decode as the method's message are the client's fault (grpc's own answer
+    was UNKNOWN), on every method of both services."""
+    bodies = [b"\xff" * 7, b"\x0a\xff\xff\xff\xff\x0f", b"\x12\x05ti", b"\x08" + b"\xff" * 10]
+    methods = ["/inference.GRPCInferenceService/ModelInfer", "/inference.GRPCInferenceService/ModelReady",
+               "/inference.GRPCInferenceService/RepositoryModelLoad", "/grpc.health.v1.Health/Check"]
+    for method in methods:
+        call = grpc_fuzz_client.channel.unary_unary(method)  # bytes in, bytes out
+        for body in bodies:
+            error = grpc_fuzz_client.attack(call, body)
+            assert isinstance(error, grpc.RpcError), method
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+            assert "is not a valid" in error.details()
+    watch = grpc_fuzz_client.channel.unary_stream("/grpc.health.v1.Health/Watch")
+    with pytest.raises(grpc.RpcError) as refused:
+        next(watch(bodies[0], timeout=10))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 # --- the repository RPCs, on a server in explicit model control mode ------------------------------
