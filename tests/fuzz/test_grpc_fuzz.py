@@ -20,13 +20,22 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import onnxruntime
 import pytest
 from grpc_health.v1 import health_pb2
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.api.v2 import NUMERIC_DATATYPES
 from service.grpc import inference_pb2 as pb
-from tests.fuzz.conftest import FUZZ_SETTINGS, INSTANCE_SHAPE, GrpcFuzzClient, WrittenModel
+from tests.fuzz.conftest import (
+    EXAMPLES,
+    FUZZ_SETTINGS,
+    INSTANCE_SHAPE,
+    TOLERANCE,
+    GrpcFuzzClient,
+    WrittenModel,
+)
 from tests.fuzz.strategies import json_values, mutated, odd_names, odd_versions
 from tests.service.conftest import ServerProcess, write_classifier
 
@@ -46,10 +55,13 @@ FIELD_VALUES = {
     "bytes_contents": st.binary(max_size=8),
 }
 VALID_SHAPE = [2, *INSTANCE_SHAPE]
+HOSTILE_SHAPES = [[2**62, *INSTANCE_SHAPE], [2**32, 2**32, 1, 1], [0, 2**62, 4, 1],
+                  [0, 2**63 - 1, 2**63 - 1, 1], [2**61, 2**3, 1, 1], [-1, *INSTANCE_SHAPE], [2, -4, 4, 1], [],
+                  [1] * 33, [1] * 100, [16], [2, 16], [1, 4, 4, 1, 1]]
+"""Shapes whose product wraps to 0 in int64, that NumPy cannot build, negative, empty or of rank 100."""
 dims = st.one_of(st.integers(0, 10), st.integers(-3, -1), st.integers(*INT64), st.sampled_from(
     [2**62, 2**63 - 1, 2**32, 2**31, 4, 1]))
-shapes = st.one_of(st.just(VALID_SHAPE), st.lists(dims, max_size=6), st.lists(st.integers(0, 2), min_size=30,
-                                                                                max_size=100))
+shapes = st.one_of(st.just(VALID_SHAPE), st.sampled_from(HOSTILE_SHAPES), st.lists(dims, max_size=6))
 
 
 @st.composite
@@ -81,7 +93,8 @@ def fill_parameters(target: object, parameters: dict[str, pb.InferParameter]) ->
 def input_tensors(draw: st.DrawFn, request: pb.ModelInferRequest) -> None:
     """Adds one input: any name, datatype and shape; typed contents in any field, maybe none."""
     tensor = request.inputs.add(name=draw(st.one_of(st.just("input"), st.just("input"), odd_names)),
-                                datatype=draw(st.sampled_from(DATATYPES)), shape=draw(shapes))
+                                datatype=draw(st.one_of(st.just("FP32"), st.sampled_from(DATATYPES))),
+                                shape=draw(shapes))
     field = draw(st.one_of(st.none(), st.just("fp32_contents"), st.sampled_from(CONTENT_FIELDS)))
     if field is not None:
         count = math.prod(tensor.shape) if all(0 <= d <= 64 for d in tensor.shape) else 1
@@ -129,11 +142,45 @@ def nearly_valid_infer_requests(draw: st.DrawFn) -> pb.ModelInferRequest:
     return request
 
 
+TYPED_FIELD = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT8": "int_contents",
+               "INT16": "int_contents", "INT32": "int_contents", "INT64": "int64_contents",
+               "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+               "UINT64": "uint64_contents", "BOOL": "bool_contents", "BYTES": "bytes_contents",
+               "FP16": "fp32_contents"}
+"""Where the protocol puts each datatype's typed values (FP16 has none: fp32 is a client's guess)."""
+
+
+@st.composite
+def hostile_inputs(draw: st.DrawFn) -> pb.ModelInferRequest:
+    """The model's one input, named right, with a hostile datatype, shape or contents: raw bytes sized
+    for the shape's product as int64 arithmetic wraps it (0 for [2**62, 4, 4, 1]), typed values the
+    datatype cannot hold (INT8 contents of 1000), or raw and typed contents together."""
+    datatype = draw(st.sampled_from(["FP32", "FP32", *sorted(TYPED_FIELD)]))
+    shape = draw(st.one_of(st.just(VALID_SHAPE), st.sampled_from(HOSTILE_SHAPES)))
+    request = pb.ModelInferRequest(model_name="tiny")
+    tensor = request.inputs.add(name="input", datatype=datatype, shape=shape)
+    wrapped = int(np.prod(np.asarray(shape, np.int64))) if all(d >= 0 for d in shape) else 0
+    count = wrapped if 0 <= wrapped <= 64 else 0
+    form = draw(st.sampled_from(["raw", "typed", "both"]))
+    if form != "typed":
+        itemsize = NUMERIC_DATATYPES[datatype].itemsize if datatype in NUMERIC_DATATYPES else 4
+        size = count * itemsize
+        request.raw_input_contents.append(draw(st.binary(min_size=size, max_size=size)))
+    if form != "raw":
+        field = TYPED_FIELD[datatype]
+        getattr(tensor.contents, field).extend(draw(st.lists(FIELD_VALUES[field], min_size=count,
+                                                             max_size=count)))
+    return request
+
+
 @st.composite
 def infer_requests(draw: st.DrawFn) -> pb.ModelInferRequest:
-    """Any ``ModelInferRequest``: a nearly valid one, or one built from odd parts."""
-    if draw(st.booleans()):
+    """Any ``ModelInferRequest``: nearly valid, with a hostile input, or built from odd parts."""
+    kind = draw(st.sampled_from(["nearly valid", "hostile input", "odd parts"]))
+    if kind == "nearly valid":
         request = draw(nearly_valid_infer_requests())
+    elif kind == "hostile input":
+        request = draw(hostile_inputs())
     else:
         name = draw(st.one_of(st.just("tiny"), st.just("tiny"), odd_names))
         version = draw(st.one_of(st.just(""), odd_versions))
@@ -150,11 +197,61 @@ def infer_requests(draw: st.DrawFn) -> pb.ModelInferRequest:
     return request
 
 
-@FUZZ_SETTINGS
+@pytest.fixture(scope="module")
+def direct_session(fuzz_model: WrittenModel) -> onnxruntime.InferenceSession:
+    return onnxruntime.InferenceSession(str(fuzz_model.path), providers=["CPUExecutionProvider"])
+
+
+def check_answer(request: pb.ModelInferRequest, answer: pb.ModelInferResponse,
+                 session: onnxruntime.InferenceSession) -> None:
+    """An accepted request is answered as ONNX Runtime computes its input, read as the protocol
+    says: raw bytes of the datatype, or the typed values as the numbers they are (never wrapped)."""
+    (tensor,) = request.inputs
+    if request.raw_input_contents:
+        values = np.frombuffer(request.raw_input_contents[0], NUMERIC_DATATYPES[tensor.datatype])
+    else:
+        ((_, typed),) = tensor.contents.ListFields()
+        values = np.asarray(list(typed), dtype=np.float64)
+    batch = values.astype(np.float32).reshape(list(tensor.shape))
+    (scores,) = session.run(None, {"input": batch})
+    asked = list(request.outputs)
+    for index, output in enumerate(answer.outputs):
+        if output.datatype == "FP32":
+            got = (np.frombuffer(answer.raw_output_contents[index], "<f4") if answer.raw_output_contents
+                   else np.asarray(output.contents.fp32_contents, np.float32))
+            np.testing.assert_allclose(got.reshape(list(output.shape)), scores, **TOLERANCE, equal_nan=True)
+            continue
+        classification = asked[index].parameters["classification"]
+        assert output.datatype == "BYTES", output
+        k = classification.int64_param or classification.uint64_param
+        assert list(output.shape) == [len(batch), min(k, scores.shape[1])]
+        entries = (output.contents.bytes_contents if not answer.raw_output_contents
+                   else split_bytes_tensor(answer.raw_output_contents[index]))
+        rows = np.asarray([e.decode().split(":")[:2] for e in entries], float).reshape(len(batch), -1, 2)
+        for row, (entry_scores, entry_classes) in enumerate(zip(rows[..., 0], rows[..., 1], strict=True)):
+            np.testing.assert_allclose(entry_scores, scores[row, entry_classes.astype(int)], **TOLERANCE)
+            assert (np.diff(entry_scores) <= 0).all()  # highest first
+
+
+def split_bytes_tensor(raw: bytes) -> list[bytes]:
+    """The elements of a raw BYTES tensor: each a 4-byte little-endian length, then its bytes."""
+    elements, at = [], 0
+    while at < len(raw):
+        (length,) = struct.unpack_from("<I", raw, at)
+        elements.append(raw[at + 4:at + 4 + length])
+        at += 4 + length
+    return elements
+
+
+# ModelInfer has the largest space of the suite and its requests are cheap: 5 x the examples
+@settings(FUZZ_SETTINGS, max_examples=5 * EXAMPLES)
 @given(request=infer_requests())
 def test_model_infer_requests_never_get_a_server_error(grpc_fuzz_client: GrpcFuzzClient,
+                                                       direct_session: onnxruntime.InferenceSession,
                                                        request: pb.ModelInferRequest) -> None:
-    grpc_fuzz_client.attack("ModelInfer", request)
+    answer = grpc_fuzz_client.attack("ModelInfer", request)
+    if isinstance(answer, pb.ModelInferResponse):
+        check_answer(request, answer, direct_session)
 
 
 def model_requests(message: type) -> st.SearchStrategy:
