@@ -11,11 +11,11 @@ measured a few seconds apart: this shared machine's speed drifts by up to 2x ove
 medians over the rounds; the batching speed-up is the median of the per-round ratios. Prints a
 Markdown table plus the ratios the issue asks about and writes everything to a JSON file.
 
-The server's overhead at concurrency 1 is measured *paired* (:func:`paired_overhead`): blocks
-of direct ``session.run`` calls in this process (a session loaded as the server loads it) and of
-server requests alternate, each side back to back, so slow drifts of the machine hit both sides
-alike. The overhead is the server's p50 minus the direct p50, and the median of the per-block
-differences. The unpaired number (a direct loop before the servers start against the
+The server's overhead at concurrency 1 is measured *paired* (:func:`paired_overhead`): each
+instance runs once directly (``session.run`` in this process, a session loaded as the server
+loads it) and once through the server, one right after the other, so drifts of the machine hit
+both sides alike. The overhead is the server's p50 minus the direct p50, and the median of the
+per-pair differences. The unpaired number (a direct loop before the servers start against the
 concurrency-1 row) is reported as well.
 
 Usage:
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PAIRED_BLOCK = 10  # calls per block of the paired concurrency-1 measurement
+PAIRED_WARMUP = 10  # pairs of the paired concurrency-1 measurement that are not counted
 BODIES = ("json", "npy", "grpc")  # /predict with a JSON or .npy body; gRPC ModelInfer, raw tensor
 
 
@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="measurements of each (body, clients), batching on and off in turn (default 3)")
     parser.add_argument("--paired", type=int, default=400,
                         help=f"instances of the paired concurrency-1 overhead measurement, each run directly "
-                             f"and through the server, in blocks of {PAIRED_BLOCK} (default 400)")
+                             f"and through the server, the first {PAIRED_WARMUP} not counted (default 400)")
     parser.add_argument("--bodies", default=",".join(BODIES),
                         help=f"comma-separated request kinds among {list(BODIES)} (default all)")
     parser.add_argument("--json-out", type=Path, default=Path("docs/bench_service.json"))
@@ -107,47 +107,64 @@ def ort_session(model: Path, threads: int | None) -> Any:
 
 
 def paired_overhead(port: int, model: Path, instances: np.ndarray, body: str, threads: int | None,
-                    client: str = "raw", block: int = PAIRED_BLOCK) -> dict[str, Any]:
-    """Alternating blocks at one client: ``block`` direct calls back to back, then the same
-    instances through the server back to back, and so on; the first call of each block (the
-    other side just ran and evicted the caches) and the first pair of blocks are not counted.
+                    client: str = "raw", warmup: int = PAIRED_WARMUP) -> dict[str, Any]:
+    """Pairs at one client: each instance runs once directly (``session.run`` in this process, a
+    session loaded as the server loads it) and once through the server, one right after the
+    other, the order swapped from pair to pair; the first ``warmup`` pairs are not counted. The
+    overhead is the server's p50 minus the direct p50, and the median of the per-pair differences.
 
-    Each side is measured in the state a client sending requests back to back sees, and the
-    blocks alternate every few tenths of a second, far faster than this machine's speed drifts
-    (the same direct loop measured 4.8 and 6.6 ms p50 a few minutes apart). Alternating single
-    calls gave the same overhead; pauses between calls did not (every thread asleep: 15 ms
-    instead of 8.5). The direct session is loaded as the server loads it (threads spin only
-    while a run is in progress): with ONNX Runtime's default, either side's spinning threads
-    took this 2-core machine's CPU from the other.
+    Both sides of a pair start in the same state: this process has just waited for an answer
+    (or run the other side) and the caches hold the other side's data, and a drift of the
+    machine's speed hits the pair's two calls a few milliseconds apart. The previous method
+    (blocks of 10 direct calls back to back, then 10 requests) was right on a quiet machine but
+    not under contention: a block of direct calls keeps this process's threads busy for the
+    whole block, competing for the two cores with the other processes, while the server's
+    threads wake up for each request after a wait, which the scheduler favours; with other
+    engineers' work on the machine the direct side came out slower than the server (20 against
+    12 ms p50, a negative overhead). With four busy processes added on purpose, blocks gave
+    -3.3 to +7.7 ms for the same server, pairs 2.1 to 4.4 ms. The direct session's intra-op
+    threads stop spinning when a run ends (``session.force_spinning_stop``, as the server's),
+    so they take no CPU while the server answers.
     """
     session = ort_session(model, threads)
     name = session.get_inputs()[0].name
     connection = connect(port, body, client)
-    direct, served, differences = [], [], []
+    direct, served = [], []
+    load_before = os.getloadavg()[0]
+
+    def run_direct(instance: np.ndarray) -> float:
+        tick = time.perf_counter()
+        session.run(None, {name: instance[None]})
+        return time.perf_counter() - tick
+
+    def run_served(content: bytes, headers: dict[str, str]) -> float:
+        tick = time.perf_counter()
+        status = connection.post("/predict", content, headers)
+        elapsed = time.perf_counter() - tick
+        if status != 200:
+            raise RuntimeError(f"server answered {status}")
+        return elapsed
+
     try:
-        for start in range(0, len(instances) - block + 1, block):
-            batch = instances[start:start + block]
-            direct_times, served_times = [], []
-            for instance in batch:
-                tick = time.perf_counter()
-                session.run(None, {name: instance[None]})
-                direct_times.append(time.perf_counter() - tick)
-            for instance in batch:
-                content, headers = encode(instance, body)
-                tick = time.perf_counter()
-                status = connection.post("/predict", content, headers)
-                served_times.append(time.perf_counter() - tick)
-                if status != 200:
-                    raise RuntimeError(f"server answered {status}")
-            if start > 0:  # the first pair of blocks warms up
-                direct += direct_times[1:]
-                served += served_times[1:]
-                differences.append(float(np.median(served_times[1:]) - np.median(direct_times[1:])) * 1000.0)
+        for i, instance in enumerate(instances):
+            content, headers = encode(instance, body)  # outside the timed calls
+            if i % 2:
+                served_s = run_served(content, headers)
+                direct_s = run_direct(instance)
+            else:
+                direct_s = run_direct(instance)
+                served_s = run_served(content, headers)
+            if i >= warmup:
+                direct.append(direct_s)
+                served.append(served_s)
     finally:
         connection.close()
-    result: dict[str, Any] = {"block": block, "direct": percentiles(direct), "server": percentiles(served)}
+    differences = (np.asarray(served) - np.asarray(direct)) * 1000.0
+    result: dict[str, Any] = {"pairs": len(direct), "warmup": warmup, "direct": percentiles(direct),
+                              "server": percentiles(served),
+                              "load_average": [load_before, os.getloadavg()[0]]}
     result["overhead_p50_ms"] = result["server"]["p50_ms"] - result["direct"]["p50_ms"]
-    result["median_block_overhead_ms"] = float(np.median(differences))
+    result["median_pair_overhead_ms"] = float(np.median(differences))
     return result
 
 
@@ -398,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = ["--threads", str(args.threads)] if args.threads else []
     modes = {"on": ["--max-batch-size", str(args.max_batch_size), "--max-delay-ms", str(args.max_delay_ms)],
              "off": ["--max-batch-size", "1"]}
+    load_start = os.getloadavg()
     direct = direct_loop(args.model, instances, args.threads)
     measured: list[dict[str, Any]] = []
     paired: dict[str, Any] = {}
@@ -412,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"paired c=1 {body:4}: server p50 {paired[body]['server']['p50_ms']:.2f} ms, "
                   f"direct p50 {paired[body]['direct']['p50_ms']:.2f} ms, "
                   f"overhead {paired[body]['overhead_p50_ms']:.2f} ms "
-                  f"(median per block {paired[body]['median_block_overhead_ms']:.2f})", file=sys.stderr)
+                  f"(median per pair {paired[body]['median_pair_overhead_ms']:.2f}; "
+                  f"load average {paired[body]['load_average'][0]:.1f})", file=sys.stderr)
         # bodies and batching modes alternate inside each round: every ratio (on/off, gRPC/.npy)
         # compares measurements seconds apart
         for concurrency in levels:
@@ -422,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
                         port = server.grpc_port if body == "grpc" else server.port
                         result = drive(port, instances, concurrency, body, args.client)
                         measured.append({"batching": mode, "body": body, "concurrency": concurrency,
-                                         "round": round_, **result})
+                                         "round": round_, "load_average": os.getloadavg()[0], **result})
                         print(f"batching {mode:3} {body:4} c={concurrency:3} round {round_ + 1}: "
                               f"{result['throughput_rps']:8.0f} req/s "
                               f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms", file=sys.stderr)
@@ -430,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             server.stop()
     report = summarize(args, shape, direct, measured, levels, paired)
+    report["machine"]["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
     print(markdown(report))
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(report, indent=2) + "\n")
@@ -452,18 +472,22 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
         return next(r for r in rows if (r["batching"], r["body"], r["concurrency"]) == key)
 
     top = max(levels)
-    ratios = {}
+    ratios: dict[str, float] = {}
+    ratio_rounds: dict[str, list[float]] = {}  # each throughput ratio's value in every round
+
+    def throughput_ratio(name: str, over: tuple[str, str], under: tuple[str, str]) -> None:
+        per_round = [a["throughput_rps"] / b["throughput_rps"]  # seconds apart in each round
+                     for a, b in zip(runs[(*over, top)], runs[(*under, top)], strict=True)]
+        ratios[name] = float(np.median(per_round))
+        ratio_rounds[name] = per_round
+
     for body in args.bodies:
-        per_round = [on["throughput_rps"] / off["throughput_rps"]
-                     for on, off in zip(runs["on", body, top], runs["off", body, top], strict=True)]
-        ratios[f"batching_speedup_c{top}_{body}"] = float(np.median(per_round))
+        throughput_ratio(f"batching_speedup_c{top}_{body}", ("on", body), ("off", body))
     if "grpc" in args.bodies:
-        per_round = [grpc["throughput_rps"] / npy["throughput_rps"]  # seconds apart in each round
-                     for grpc, npy in zip(runs["on", "grpc", top], runs["on", "npy", top], strict=True)]
-        ratios[f"grpc_over_npy_throughput_c{top}_batching"] = float(np.median(per_round))
+        throughput_ratio(f"grpc_over_npy_throughput_c{top}_batching", ("on", "grpc"), ("on", "npy"))
     for body, result in paired.items():
         ratios[f"server_overhead_p50_ms_c1_{body}"] = result["overhead_p50_ms"]
-        ratios[f"server_overhead_median_block_ms_c1_{body}"] = result["median_block_overhead_ms"]
+        ratios[f"server_overhead_median_pair_ms_c1_{body}"] = result["median_pair_overhead_ms"]
     if 1 in levels:
         for body in args.bodies:
             ratios[f"unpaired_overhead_p50_ms_c1_{body}"] = find("on", body, 1)["p50_ms"] - direct["p50_ms"]
@@ -474,13 +498,15 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
                          "threads": args.threads, "server_args": args.server_args,
                          "client": args.client, "rounds": args.rounds, "bodies": list(args.bodies)},
             "direct_onnxruntime": direct, "server": rows, "rounds": measured, "paired_c1": paired,
-            "ratios": ratios}
+            "ratios": ratios, "ratio_rounds": ratio_rounds}
 
 
 def markdown(report: dict[str, Any]) -> str:
     direct = report["direct_onnxruntime"]
+    load = report["machine"].get("load_average", {})
     lines = [f"Model `{report['model']}` input {report['input_shape']}, {report['requests']} requests each, "
-             f"{report['machine']['cpus']} CPUs.", "",
+             f"{report['machine']['cpus']} CPUs, load average (1, 5, 15 min) at the start "
+             f"{load.get('start')} and the end {load.get('end')}.", "",
              "| batching | body | clients | req/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|---:|",
              f"| direct ORT loop | - | 1 | {direct['throughput_rps']:.0f} | {direct['p50_ms']:.3f} | "
              f"{direct['p99_ms']:.3f} |"]
@@ -489,15 +515,18 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{row['throughput_rps']:.0f} | "
                      f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} |")
     if report["paired_c1"]:
-        lines += ["", "Paired at concurrency 1 (batching on; blocks of direct calls and server requests "
-                  "in turn), ms:", "",
-                  "| body | direct p50 | server p50 | overhead (difference of p50s) | median of per-block "
+        lines += ["", "Paired at concurrency 1 (batching on; each instance run directly and through the "
+                  "server in turn), ms:", "",
+                  "| body | direct p50 | server p50 | overhead (difference of p50s) | median of per-pair "
                   "differences |", "|---|---:|---:|---:|---:|"]
         lines += [f"| {body} | {r['direct']['p50_ms']:.3f} | {r['server']['p50_ms']:.3f} | "
-                  f"{r['overhead_p50_ms']:.3f} | {r['median_block_overhead_ms']:.3f} |"
+                  f"{r['overhead_p50_ms']:.3f} | {r['median_pair_overhead_ms']:.3f} |"
                   for body, r in report["paired_c1"].items()]
-    lines += ["", "| ratio | value |", "|---|---:|"]
-    lines += [f"| {name} | {value:.2f} |" for name, value in report["ratios"].items()]
+    lines += ["", "| ratio | value (median of rounds) | range over rounds |", "|---|---:|---:|"]
+    for name, value in report["ratios"].items():
+        rounds = report["ratio_rounds"].get(name)
+        spread = f"{min(rounds):.2f}–{max(rounds):.2f}" if rounds else "-"
+        lines.append(f"| {name} | {value:.2f} | {spread} |")
     return "\n".join(lines)
 
 
