@@ -54,7 +54,8 @@ def test_bench_service_writes_throughput_latency_and_paired_overhead(tiny_model,
                for r in report["server"])
     assert len(report["rounds"]) == 3 * 2 * 2 * 2  # bodies x levels x batching on/off x rounds
     assert report["ratios"]["grpc_over_npy_throughput_c4_batching"] > 0
-    rounds, median = (report[key]["grpc_over_npy_throughput_c4_batching"] for key in ("ratio_rounds", "ratios"))
+    name = "grpc_over_npy_throughput_c4_batching"
+    rounds, median = report["ratio_rounds"][name], report["ratios"][name]
     assert len(rounds) == 2 and min(rounds) <= median <= max(rounds)
     assert len(report["machine"]["load_average"]["start"]) == 3
     for body in ("json", "npy", "grpc"):
