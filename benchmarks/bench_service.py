@@ -4,7 +4,7 @@ Starts two ``lc2d serve`` on 127.0.0.1 (batching on: ``--max-batch-size 64``; ba
 ``--max-batch-size 1``), drives them with C concurrent clients (threads with keep-alive
 connections, see :class:`RawConnection`), each sending one random instance per request as JSON
 or as ``.npy`` to ``/predict``, or as a gRPC ``ModelInfer`` call with a raw tensor (one channel,
-so one HTTP/2 connection, per client: :class:`GrpcConnection`), and measures throughput and
+so one HTTP/2 connection, per client: :func:`drive_grpc`), and measures throughput and
 p50/p99 latency. Each (body, clients) is measured
 ``--rounds`` times, bodies and batching on and off in turn, so that both sides of a ratio are
 measured a few seconds apart: this shared machine's speed drifts by up to 2x over minutes. Rows are
@@ -47,11 +47,16 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAIRED_WARMUP = 10  # pairs of the paired concurrency-1 measurement that are not counted
 BODIES = ("json", "npy", "grpc")  # /predict with a JSON or .npy body; gRPC ModelInfer, raw tensor
+REFERENCE = "reference"  # --model reference: the reference example, see reference_model()
+REFERENCE_PATH = REPO_ROOT / "artifacts" / "bench" / "reference_adaptive.onnx"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="the .onnx model to serve")
+    parser.add_argument("--model", type=Path, required=True,
+                        help=f"the .onnx model to serve, or `{REFERENCE}`: the reference example "
+                             f"(models.seed_example(), seeded weights) exported with --lowering adaptive "
+                             f"to {REFERENCE_PATH.relative_to(REPO_ROOT)} (made on first use)")
     parser.add_argument("--requests", type=int, default=1000, help="requests per measurement (default 1000)")
     parser.add_argument("--concurrency", default="1,8,32,64", help="comma-separated client counts")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
@@ -61,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="extra `lc2d serve` options for both servers, e.g. --server-args=--no-spin")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="raw",
                         help="HTTP client: raw keep-alive sockets (default) or Python's http.client")
+    parser.add_argument("--grpc-client", choices=("aio", "threads"), default="aio",
+                        help="gRPC load generator: coroutines of one grpc.aio loop (default; cheaper per "
+                             "request) or a thread per client with the blocking API")
     parser.add_argument("--rounds", type=int, default=3,
                         help="measurements of each (body, clients), batching on and off in turn (default 3)")
     parser.add_argument("--paired", type=int, default=400,
@@ -70,12 +78,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"comma-separated request kinds among {list(BODIES)} (default all)")
     parser.add_argument("--json-out", type=Path, default=Path("docs/bench_service.json"))
     args = parser.parse_args(argv)
+    if str(args.model) == REFERENCE:
+        args.model = reference_model()
     if not args.model.is_file():
         parser.error(f"--model {args.model} does not exist")
     args.bodies = tuple(args.bodies.split(","))
     if not set(args.bodies) <= set(BODIES) or "npy" not in args.bodies:
         parser.error(f"--bodies: expected names among {list(BODIES)} including npy, received {args.bodies}")
     return args
+
+
+def reference_model() -> Path:
+    """The reference example exported with the adaptive lowering (``lc2d export --lowering
+    adaptive``), at :data:`REFERENCE_PATH`; exported in a child process on first use (about a
+    minute; TensorFlow never loads in this process, which stays the load generator)."""
+    if not REFERENCE_PATH.is_file():
+        REFERENCE_PATH.parent.mkdir(parents=True, exist_ok=True)
+        partial = REFERENCE_PATH.with_suffix(".partial.onnx")
+        code = ("import sys; from pathlib import Path; from benchmarks.bench_peers import "
+                "export_reference_example as e; e(Path(sys.argv[1]), policy='adaptive')")
+        print(f"exporting the reference example to {REFERENCE_PATH}", file=sys.stderr)
+        subprocess.run([sys.executable, "-c", code, str(partial)], cwd=REPO_ROOT, check=True,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        partial.replace(REFERENCE_PATH)  # a run stopped halfway leaves no file that looks whole
+    return REFERENCE_PATH
 
 
 def percentiles(latencies_s: list[float]) -> dict[str, float]:
@@ -358,11 +384,51 @@ def encode(instance: np.ndarray, body: str) -> tuple[bytes, dict[str, str]]:
 
 
 def drive(port: int, instances: np.ndarray, concurrency: int, body: str,
-          client_kind: str = "raw") -> dict[str, Any]:
+          client_kind: str = "raw", grpc_client: str = "aio") -> dict[str, Any]:
     """Sends every instance once to ``/predict`` (or ``ModelInfer``), spread over ``concurrency``
-    keep-alive clients."""
-    return drive_payloads(port, "/predict", [encode(instance, body) for instance in instances],
-                          concurrency, "grpc" if body == "grpc" else client_kind)
+    keep-alive clients (gRPC: :func:`drive_grpc` with ``grpc_client="aio"``, else a thread per
+    client with a :class:`GrpcConnection`)."""
+    payloads = [encode(instance, body) for instance in instances]
+    if body == "grpc" and grpc_client == "aio":
+        return drive_grpc(port, [content for content, _ in payloads], concurrency)
+    return drive_payloads(port, "/predict", payloads, concurrency, "grpc" if body == "grpc" else client_kind)
+
+
+def drive_grpc(port: int, payloads: list[bytes], concurrency: int) -> dict[str, Any]:
+    """Sends serialised ``ModelInferRequest``s with ``concurrency`` gRPC clients, each a coroutine
+    with a channel (an HTTP/2 connection) of its own, all in one grpc.aio event loop in this thread.
+
+    The load generator shares the server's two cores: a thread per client with the blocking
+    API (:class:`GrpcConnection`) took 0.44-0.53 ms of this process's CPU per request at 64
+    clients, the coroutines 0.32-0.36 ms (the HTTP clients: 0.15-0.18 ms), CPU the server then
+    has. Same interface and first-client warm-up as :func:`drive_payloads`.
+    """
+    import asyncio
+
+    import grpc
+
+    async def client(share: list[bytes]) -> list[float]:
+        latencies = []
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(GrpcConnection.METHOD)  # bytes in, bytes out
+            for content in share:
+                tick = time.perf_counter()
+                try:
+                    await call(content, timeout=60)
+                except grpc.aio.AioRpcError as err:
+                    raise RuntimeError(f"gRPC {err.code()}: {err.details()}") from err
+                latencies.append(time.perf_counter() - tick)
+        return latencies
+
+    async def run() -> tuple[list[float], float]:
+        shares = [payloads[i::concurrency] for i in range(concurrency)]
+        await client(shares[0][:10])  # warm-up
+        started = time.perf_counter()
+        parts = await asyncio.gather(*(client(share) for share in shares))
+        return [t for part in parts for t in part], time.perf_counter() - started
+
+    latencies, elapsed = asyncio.run(run())
+    return {"throughput_rps": len(latencies) / elapsed, **percentiles(latencies)}
 
 
 def drive_payloads(port: int, path: str, payloads: list[tuple[bytes, dict[str, str]]], concurrency: int,
@@ -439,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                 for body in args.bodies:
                     for mode, server in servers.items():
                         port = server.grpc_port if body == "grpc" else server.port
-                        result = drive(port, instances, concurrency, body, args.client)
+                        result = drive(port, instances, concurrency, body, args.client, args.grpc_client)
                         measured.append({"batching": mode, "body": body, "concurrency": concurrency,
                                          "round": round_, "load_average": os.getloadavg()[0], **result})
                         print(f"batching {mode:3} {body:4} c={concurrency:3} round {round_ + 1}: "
@@ -496,7 +562,8 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
                         "python": sys.version.split()[0]},
             "settings": {"max_batch_size": args.max_batch_size, "max_delay_ms": args.max_delay_ms,
                          "threads": args.threads, "server_args": args.server_args,
-                         "client": args.client, "rounds": args.rounds, "bodies": list(args.bodies)},
+                         "client": args.client, "grpc_client": args.grpc_client, "rounds": args.rounds,
+                         "bodies": list(args.bodies)},
             "direct_onnxruntime": direct, "server": rows, "rounds": measured, "paired_c1": paired,
             "ratios": ratios, "ratio_rounds": ratio_rounds}
 

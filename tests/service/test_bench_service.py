@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks import bench_service
 from benchmarks.bench_service import RawConnection, StdlibConnection
@@ -64,3 +65,14 @@ def test_bench_service_writes_throughput_latency_and_paired_overhead(tiny_model,
         assert paired["pairs"] == 30 - paired["warmup"] and len(paired["load_average"]) == 2
         assert "server_overhead_median_pair_ms_c1_" + body in report["ratios"]
     assert report["settings"]["client"] == "raw"
+
+
+def test_grpc_load_generators_send_every_request_and_fail_on_an_error(live_server, tiny_model, rng) -> None:
+    bench_service.MODEL_NAME[0], bench_service.INPUT_NAME[0] = tiny_model.path.stem, "input"
+    instances = rng.normal(size=(30, 8, 8, 1)).astype(np.float32)
+    for kind in ("aio", "threads"):
+        result = bench_service.drive(live_server.grpc_port, instances, 4, "grpc", grpc_client=kind)
+        assert result["throughput_rps"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
+    wrong = bench_service.encode(instances[0, :4], "grpc")[0]  # a shape the model refuses
+    with pytest.raises(RuntimeError, match="INVALID_ARGUMENT"):
+        bench_service.drive_grpc(live_server.grpc_port, [wrong] * 3, 2)
