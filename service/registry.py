@@ -571,11 +571,13 @@ class ModelRegistry:
         started = time.perf_counter()
         try:
             await _warm_up(item.batcher, item.pool.first.contract, config.warmup_sizes, config.instances)
-        except ServiceError as err:
+        except (ServiceError, MemoryError) as err:  # MemoryError: a batch too large for this machine
             await item.batcher.close()
             item.batcher = None
-            self._failed(item, f"warmup failed: {err.message}")
-            return err
+            failure = err if isinstance(err, ServiceError) else ModelLoadError(
+                f"the warmup batch does not fit in memory: {err!r}")
+            self._failed(item, f"warmup failed: {failure.message}")
+            return failure
         item.warmup_seconds = time.perf_counter() - started
         item.stats.reset(forward=self.metrics.batch_observer(item.name, item.version))
         item.state, item.reason = VersionState.READY, ""

@@ -26,7 +26,7 @@ from service.dataplane import DataPlane
 from service.errors import MalformedRequestError, ServiceError
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
-from service.grpc.status import grpc_code, trailing_metadata
+from service.grpc.status import grpc_code, status_message, trailing_metadata
 from service.grpc.tensors import add_output, parameter_value, request_arrays
 from service.registry import ModelVersion
 
@@ -51,7 +51,7 @@ def rpc(method: Handler[Request, Response]) -> Handler[Request, Response]:
             return await method(self, request, context)
         except ServiceError as err:
             code = grpc_code(err)
-            await context.abort(code, err.message, trailing_metadata=trailing_metadata(err))
+            await context.abort(code, status_message(err), trailing_metadata=trailing_metadata(err))
             raise  # not reached: abort raises
         except grpc.aio.AbortError:
             raise

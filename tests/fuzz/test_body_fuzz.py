@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.conftest import FUZZ_SETTINGS, INSTANCE_SHAPE, FuzzClient
+from tests.fuzz.strategies import json_values, mutated
 
 JSON = {"Content-Type": "application/json"}
 NPY = {"Content-Type": "application/x-npy"}
@@ -24,11 +25,6 @@ PREDICT_PATHS = ["/predict", "/v1/models/tiny:predict", "/v1/models/tiny/version
 # refuses the rest before the app sees the request (tests/service/test_connections.py).
 HEADER_CHARACTERS = st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f")
 INFER_PATHS = ["/v2/models/tiny/infer", "/v2/models/tiny/versions/1/infer", "/v2/models/nope/infer"]
-
-scalars = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
-                    st.integers(), st.integers(min_value=2**63, max_value=2**200), st.text(max_size=4))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=24)
 
 
 @st.composite
@@ -44,26 +40,6 @@ def nearly_valid_instances(draw: st.DrawFn) -> list:
 
 def encode(value: object) -> bytes:
     return json.dumps(value).encode()
-
-
-@st.composite
-def mutated(draw: st.DrawFn, body: bytes) -> bytes:
-    """``body`` truncated, with bytes inserted, or wrapped in deep nesting."""
-    kind = draw(st.sampled_from(["as-is", "truncate", "insert", "nest", "bigint", "constant"]))
-    at = draw(st.integers(0, len(body)))
-    if kind == "truncate":
-        return body[:at]
-    if kind == "insert":
-        return body[:at] + draw(st.binary(min_size=1, max_size=8)) + body[at:]
-    if kind == "nest":
-        depth = draw(st.integers(500, 3000))
-        return b'{"instances": ' + b"[" * depth + body + b"]" * depth + b"}"
-    if kind == "bigint":
-        return body.replace(b"0.", b"1" + b"0" * draw(st.integers(20, 6000)) + b"0.", 1)
-    if kind == "constant":
-        constant = draw(st.sampled_from([b"NaN, 0.", b"Infinity, 0.", b"true, 0.", b"null, 0."]))
-        return body.replace(b"0.", constant, 1)
-    return body
 
 
 predict_payloads = st.one_of(
