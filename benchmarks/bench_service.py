@@ -125,6 +125,21 @@ def direct_loop(model: Path, instances: np.ndarray, threads: int | None) -> dict
     return {"throughput_rps": len(instances) / elapsed, **percentiles(latencies)}
 
 
+def direct_batched(model: Path, instances: np.ndarray, threads: int | None, batch: int) -> dict[str, Any]:
+    """Instances per second of ``session.run`` on whole batches of ``batch``: the ceiling of any
+    batching server on this machine, and over :func:`direct_loop`, the most batching can win
+    (a batched/unbatched server ratio above it needs an unbatched server slower than the model)."""
+    session = ort_session(model, threads)
+    name = session.get_inputs()[0].name
+    batches = [instances[i:i + batch] for i in range(0, len(instances) - batch + 1, batch)] or [instances]
+    session.run(None, {name: batches[0]})
+    started = time.perf_counter()
+    for rows in batches:
+        session.run(None, {name: rows})
+    elapsed = time.perf_counter() - started
+    return {"batch": len(batches[0]), "throughput_rps": sum(len(rows) for rows in batches) / elapsed}
+
+
 def ort_session(model: Path, threads: int | None) -> Any:
     """A CPU session loaded exactly as the server loads it (``service.runtime.load_model``)."""
     from service.runtime import load_model
@@ -483,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
              "off": ["--max-batch-size", "1"]}
     load_start = os.getloadavg()
     direct = direct_loop(args.model, instances, args.threads)
+    direct["batched"] = direct_batched(args.model, instances, args.threads, args.max_batch_size)
     measured: list[dict[str, Any]] = []
     paired: dict[str, Any] = {}
     servers: dict[str, Server] = {}
@@ -554,6 +570,7 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
     for body, result in paired.items():
         ratios[f"server_overhead_p50_ms_c1_{body}"] = result["overhead_p50_ms"]
         ratios[f"server_overhead_median_pair_ms_c1_{body}"] = result["median_pair_overhead_ms"]
+    ratios["direct_batching_speedup"] = direct["batched"]["throughput_rps"] / direct["throughput_rps"]
     if 1 in levels:
         for body in args.bodies:
             ratios[f"unpaired_overhead_p50_ms_c1_{body}"] = find("on", body, 1)["p50_ms"] - direct["p50_ms"]
@@ -576,7 +593,9 @@ def markdown(report: dict[str, Any]) -> str:
              f"{load.get('start')} and the end {load.get('end')}.", "",
              "| batching | body | clients | req/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|---:|",
              f"| direct ORT loop | - | 1 | {direct['throughput_rps']:.0f} | {direct['p50_ms']:.3f} | "
-             f"{direct['p99_ms']:.3f} |"]
+             f"{direct['p99_ms']:.3f} |",
+             f"| direct ORT, batches of {direct['batched']['batch']} | - | - | "
+             f"{direct['batched']['throughput_rps']:.0f} | - | - |"]
     for row in report["server"]:
         lines.append(f"| {row['batching']} | {row['body']} | {row['concurrency']} | "
                      f"{row['throughput_rps']:.0f} | "

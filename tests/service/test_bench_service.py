@@ -59,6 +59,9 @@ def test_bench_service_writes_throughput_latency_and_paired_overhead(tiny_model,
     rounds, median = report["ratio_rounds"][name], report["ratios"][name]
     assert len(rounds) == 2 and min(rounds) <= median <= max(rounds)
     assert len(report["machine"]["load_average"]["start"]) == 3
+    batched = report["direct_onnxruntime"]["batched"]
+    assert batched["batch"] == 40 and batched["throughput_rps"] > 0  # 40 requests: one batch of all
+    assert report["ratios"]["direct_batching_speedup"] > 0
     for body in ("json", "npy", "grpc"):
         paired = report["paired_c1"][body]
         assert paired["server"]["p50_ms"] > 0 and paired["direct"]["p50_ms"] > 0
