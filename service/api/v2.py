@@ -249,6 +249,10 @@ def _tensor_array(tensor: dict[str, Any], binary: Body | memoryview) -> np.ndarr
                 f"binary input has binary_data_size {_short(size)} with {len(binary)} bytes after the "
                 f"header, expected {count * dtype.itemsize} bytes for shape {shape} of {datatype}",
                 expected=count * dtype.itemsize, received=_short(size))
+        if "data" in tensor:  # which values should run? neither: as gRPC refuses raw and typed together
+            raise MalformedRequestError('the input has both "data" and parameters.binary_data_size, '
+                                        'expected one of them', expected="data or binary_data_size",
+                                        received=["data", "binary_data_size"])
         return reshaped(np.frombuffer(binary[:size], dtype=dtype), shape)
     if "data" not in tensor:
         raise MalformedRequestError('expected the input to have "data" or parameters.binary_data_size',

@@ -6,7 +6,8 @@ negative, overflow int64 or have 100 axes, datatypes the model cannot take, valu
 datatype's range, NaN/Inf, parameters of every kind in every place, outputs that do not exist,
 names and versions that are empty, huge, hold NUL or ``..``, and repository loads with odd names
 and configurations. Each must get a client-error status (never INTERNAL, UNKNOWN or DATA_LOSS)
-whose message names no server path, and the same channel must then answer a valid ModelInfer as
+whose message names no server path; a ModelInfer the server accepts must be answered as a direct
+ONNX Runtime run computes its input; and the same channel must then answer a valid ModelInfer as
 the NumPy reference computes it (see ``conftest.GrpcFuzzClient``).
 """
 
