@@ -36,6 +36,7 @@ from tests.fuzz.conftest import (
     TOLERANCE,
     GrpcFuzzClient,
     WrittenModel,
+    stop_with_a_clean_log,
 )
 from tests.fuzz.strategies import json_values, mutated, odd_names, odd_versions
 from tests.service.conftest import ServerProcess, write_classifier
@@ -390,7 +391,7 @@ def repository_fuzz_client(fuzz_model: WrittenModel, tmp_path_factory: pytest.Te
         yield client
         client.channel.close()
     finally:
-        server.stop()
+        stop_with_a_clean_log(server, errors_expected=True)  # loads that fail, and the broken model
 
 
 @FUZZ_SETTINGS
