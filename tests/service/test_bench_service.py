@@ -79,3 +79,8 @@ def test_grpc_load_generators_send_every_request_and_fail_on_an_error(live_serve
     wrong = bench_service.encode(instances[0, :4], "grpc")[0]  # a shape the model refuses
     with pytest.raises(RuntimeError, match="INVALID_ARGUMENT"):
         bench_service.drive_grpc(live_server.grpc_port, [wrong] * 3, 2)
+
+
+def test_the_direct_session_of_the_paired_measurement_stops_spinning_between_runs(tiny_model) -> None:
+    options = bench_service.ort_session(tiny_model.path, None).get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"  # as the server's
