@@ -39,6 +39,7 @@ from service.batching import DynamicBatcher
 from service.contract import InputContract, InputLimits
 from service.errors import (
     InvalidModelConfigError,
+    MalformedRequestError,
     ModelControlDisabledError,
     ModelLoadError,
     ModelNotFoundError,
@@ -398,8 +399,12 @@ class ModelRegistry:
 
         Raises:
             ModelNotFoundError: unknown name or version (404).
+            MalformedRequestError: a version without a model name (400), which gRPC can send.
         """
         if name is None:
+            if version is not None:
+                raise MalformedRequestError(f"statistics of version {version!r} need a model name, "
+                                            f"received none", expected="a model name", received="")
             items = self.all_versions()
         elif version is None:
             items = list(self.versions(name).values())

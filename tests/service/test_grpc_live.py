@@ -431,6 +431,15 @@ def test_malformed_tensors_get_invalid_argument_with_the_http_messages(live_serv
     assert "both raw_input_contents and contents.fp32_contents" in mixed.details()
 
 
+def test_statistics_of_a_version_without_a_model_name_are_refused(live_server) -> None:
+    """gRPC can send a version without a name; the version was ignored and every model's answered."""
+    with grpc.insecure_channel(live_server.grpc_address) as channel, pytest.raises(grpc.RpcError) as refused:
+        service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
+            service_pb2.ModelStatisticsRequest(version="1"), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == "statistics of version '1' need a model name, received none"
+
+
 def test_names_longer_than_a_trailer_get_not_found_with_a_cut_message(live_server) -> None:
     """A status message travels in a trailer; past 16 KiB the client dropped it (RESOURCE_EXHAUSTED)."""
     with grpc.insecure_channel(live_server.grpc_address) as channel:
