@@ -23,12 +23,16 @@ from typing import Any
 import numpy as np
 import onnxruntime
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("ray.serve")
 
 from ray import serve  # noqa: E402
 
 from service.ray_serve import APP_NAME, DEPLOYMENT_NAME  # noqa: E402
+from tests.fuzz.conftest import FUZZ_SETTINGS  # noqa: E402
+from tests.fuzz.strategies import encode, mutated, npy_bodies, predict_payloads  # noqa: E402
 from tests.service.conftest import REPO_ROOT, WrittenModel, free_port  # noqa: E402
 
 # Same ONNX Runtime kernels as the direct run; a batch merged by a replica's batcher may round
@@ -283,3 +287,34 @@ def test_malformed_requests_through_ray_serve_get_json_4xx_and_the_connection_st
         expected = direct_session.run(None, {"input": x})[0]
         np.testing.assert_allclose(json.loads(payload)["predictions"], expected, **TOLERANCE)
     connection.close()
+
+
+RAY_SHAPE = (8, 8, 1)  # tiny_model's instance
+
+
+@settings(FUZZ_SETTINGS, max_examples=12)
+@given(request=st.one_of(
+    st.tuples(st.just("/predict"), predict_payloads(RAY_SHAPE).map(encode).flatmap(mutated),
+              st.just(JSON_TYPE)),
+    st.tuples(st.just("/predict"), npy_bodies(), st.just(NPY_TYPE))))
+def test_bodies_of_the_fuzz_strategies_through_ray_serve_get_no_5xx_and_the_connection_stays_correct(
+        ray_served: RayServed, direct_session: onnxruntime.InferenceSession,
+        request: tuple[str, bytes, dict[str, str | bytes]]) -> None:
+    """A dozen bodies drawn from the HTTP fuzz suite's strategies (tests/fuzz/strategies.py), with the
+    same assertions: no 5xx, JSON errors, the same connection then answers correctly."""
+    from tests.fuzz.conftest import Answer, assert_no_server_error
+
+    path, body, headers = request
+    connection = http.client.HTTPConnection("127.0.0.1", ray_served.port, timeout=60)
+    connection.request("POST", path, body, headers)
+    answer = connection.getresponse()
+    headers_received = {k.lower(): v for k, v in answer.getheaders()}
+    assert_no_server_error(Answer(answer.status, headers_received, answer.read()))
+    x = np.random.default_rng(len(body)).random((2, *RAY_SHAPE), dtype=np.float32)
+    connection.request("POST", "/predict", json.dumps({"instances": x.tolist()}), JSON_TYPE)
+    valid = connection.getresponse()
+    payload = valid.read()
+    connection.close()
+    assert valid.status == 200, payload[:200]
+    np.testing.assert_allclose(json.loads(payload)["predictions"], direct_session.run(None, {"input": x})[0],
+                               **TOLERANCE)
