@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import grpc
 import numpy as np
@@ -31,7 +32,14 @@ FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
                          derandomize="LC2D_FUZZ_EXAMPLES" not in os.environ,
                          suppress_health_check=list(HealthCheck))
 """Hypothesis settings of every fuzz test: derandomised (reproducible) unless a fuzz run asks."""
-TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+
+
+class Tolerance(TypedDict):
+    rtol: float
+    atol: float
+
+
+TOLERANCE: Tolerance = {"rtol": 1e-5, "atol": 1e-6}
 INSTANCE_SHAPE = (4, 4, 1)
 MAX_BODY_BYTES = 200_000
 
@@ -80,7 +88,9 @@ class FuzzClient:
         answer = self.send("POST", "/predict", json.dumps({"instances": batch.tolist()}).encode(),
                            {"Content-Type": "application/json"})
         assert answer.status == 200, answer.body[:300]
-        np.testing.assert_allclose(answer.json()["predictions"], self.model.reference(batch), **TOLERANCE)
+        body = answer.json()
+        assert isinstance(body, dict), body
+        np.testing.assert_allclose(body["predictions"], self.model.reference(batch), **TOLERANCE)
 
 
 def assert_no_server_error(answer: Answer) -> None:

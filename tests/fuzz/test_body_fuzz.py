@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from tests.fuzz.conftest import FUZZ_SETTINGS, INSTANCE_SHAPE, FuzzClient
 from tests.fuzz.strategies import encode, json_values, mutated, npy_bodies, predict_payloads
 
-JSON = {"Content-Type": "application/json"}
-NPY = {"Content-Type": "application/x-npy"}
+JSON: dict[str, str | bytes] = {"Content-Type": "application/json"}
+NPY: dict[str, str | bytes] = {"Content-Type": "application/x-npy"}
 PREDICT_PATHS = ["/predict", "/v1/models/tiny:predict", "/v1/models/tiny/versions/1:predict",
                  "/v1/models/nope:predict", "/v1/models/tiny/versions/x:predict"]
 # What a header value may hold (RFC 9110: visible characters, spaces, obs-text); the HTTP parser

@@ -353,8 +353,9 @@ def load_configs(draw: st.DrawFn) -> pb.ModelRepositoryParameter:
         return pb.ModelRepositoryParameter(string_param=text.decode("utf8", "replace"))
     if kind == "bytes_param":
         return pb.ModelRepositoryParameter(bytes_param=text)
-    return pb.ModelRepositoryParameter(**{kind: draw(FIELD_VALUES["int64_contents" if kind == "int64_param"
-                                                                  else "bool_contents"])})
+    if kind == "bool_param":
+        return pb.ModelRepositoryParameter(bool_param=draw(st.booleans()))
+    return pb.ModelRepositoryParameter(int64_param=draw(st.integers(*INT64)))
 
 
 @st.composite
