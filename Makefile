@@ -58,7 +58,8 @@ test: $(VENV)/.installed-dev
 test-backends: $(VENV)/.installed-torch
 	LC2D_TEST_BACKENDS=jax,torch LC2D_TEST_GRID=full $(BIN)/python -m pytest tests/models/test_backends.py $(PYTEST_ARGS)
 
-# The fuzz suite of `make test`, longer: FUZZ_EXAMPLES examples per test (and per API operation / 5).
+# The fuzz suite of `make test` (HTTP bodies, OpenAPI operations, gRPC RPCs), longer: FUZZ_EXAMPLES examples
+# per test (5 x for gRPC ModelInfer, 1 / 5 per API operation), random seeds.
 FUZZ_EXAMPLES ?= 1000
 fuzz: $(VENV)/.installed-dev
 	LC2D_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -q

@@ -348,15 +348,16 @@ def loopback_bandwidth(total_mib: int = 256, chunk_kib: int = 1024) -> float:
 
 # --- models -------------------------------------------------------------------------------
 
-def export_reference_example(path: Path, seed: int = 20261125) -> None:
-    """The reference example (``models.seed_example()``) with seeded random weights, exported by lc2d."""
+def export_reference_example(path: Path, seed: int = 20261125, policy: str = "implementation") -> None:
+    """The reference example (``models.seed_example()``) with seeded random weights, exported by
+    lc2d with the lowering ``policy`` (``lc2d export --lowering``)."""
     import keras
 
-    from export import to_onnx
+    from export import ExportOptions, to_onnx
     from models import seed_example
 
     keras.utils.set_random_seed(seed)
-    to_onnx(seed_example(), path)
+    to_onnx(seed_example(), path, ExportOptions(policy=policy))
 
 
 def prepare_models(names: list[str], workdir: Path, log: Callable[[str], None]) -> dict[str, Path]:

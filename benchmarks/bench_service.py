@@ -4,18 +4,18 @@ Starts two ``lc2d serve`` on 127.0.0.1 (batching on: ``--max-batch-size 64``; ba
 ``--max-batch-size 1``), drives them with C concurrent clients (threads with keep-alive
 connections, see :class:`RawConnection`), each sending one random instance per request as JSON
 or as ``.npy`` to ``/predict``, or as a gRPC ``ModelInfer`` call with a raw tensor (one channel,
-so one HTTP/2 connection, per client: :class:`GrpcConnection`), and measures throughput and
+so one HTTP/2 connection, per client: :func:`drive_grpc`), and measures throughput and
 p50/p99 latency. Each (body, clients) is measured
 ``--rounds`` times, bodies and batching on and off in turn, so that both sides of a ratio are
 measured a few seconds apart: this shared machine's speed drifts by up to 2x over minutes. Rows are
 medians over the rounds; the batching speed-up is the median of the per-round ratios. Prints a
 Markdown table plus the ratios the issue asks about and writes everything to a JSON file.
 
-The server's overhead at concurrency 1 is measured *paired* (:func:`paired_overhead`): blocks
-of direct ``session.run`` calls in this process (a session loaded as the server loads it) and of
-server requests alternate, each side back to back, so slow drifts of the machine hit both sides
-alike. The overhead is the server's p50 minus the direct p50, and the median of the per-block
-differences. The unpaired number (a direct loop before the servers start against the
+The server's overhead at concurrency 1 is measured *paired* (:func:`paired_overhead`): each
+instance runs once directly (``session.run`` in this process, a session loaded as the server
+loads it) and once through the server, one right after the other, so drifts of the machine hit
+both sides alike. The overhead is the server's p50 minus the direct p50, and the median of the
+per-pair differences. The unpaired number (a direct loop before the servers start against the
 concurrency-1 row) is reported as well.
 
 Usage:
@@ -45,13 +45,18 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PAIRED_BLOCK = 10  # calls per block of the paired concurrency-1 measurement
+PAIRED_WARMUP = 10  # pairs of the paired concurrency-1 measurement that are not counted
 BODIES = ("json", "npy", "grpc")  # /predict with a JSON or .npy body; gRPC ModelInfer, raw tensor
+REFERENCE = "reference"  # --model reference: the reference example, see reference_model()
+REFERENCE_PATH = REPO_ROOT / "artifacts" / "bench" / "reference_adaptive.onnx"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="the .onnx model to serve")
+    parser.add_argument("--model", type=Path, required=True,
+                        help=f"the .onnx model to serve, or `{REFERENCE}`: the reference example "
+                             f"(models.seed_example(), seeded weights) exported with --lowering adaptive "
+                             f"to {REFERENCE_PATH.relative_to(REPO_ROOT)} (made on first use)")
     parser.add_argument("--requests", type=int, default=1000, help="requests per measurement (default 1000)")
     parser.add_argument("--concurrency", default="1,8,32,64", help="comma-separated client counts")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
@@ -61,21 +66,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="extra `lc2d serve` options for both servers, e.g. --server-args=--no-spin")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="raw",
                         help="HTTP client: raw keep-alive sockets (default) or Python's http.client")
+    parser.add_argument("--grpc-client", choices=("aio", "threads"), default="aio",
+                        help="gRPC load generator: coroutines of one grpc.aio loop (default; cheaper per "
+                             "request) or a thread per client with the blocking API")
     parser.add_argument("--rounds", type=int, default=3,
                         help="measurements of each (body, clients), batching on and off in turn (default 3)")
     parser.add_argument("--paired", type=int, default=400,
                         help=f"instances of the paired concurrency-1 overhead measurement, each run directly "
-                             f"and through the server, in blocks of {PAIRED_BLOCK} (default 400)")
+                             f"and through the server, the first {PAIRED_WARMUP} not counted (default 400)")
     parser.add_argument("--bodies", default=",".join(BODIES),
                         help=f"comma-separated request kinds among {list(BODIES)} (default all)")
     parser.add_argument("--json-out", type=Path, default=Path("docs/bench_service.json"))
     args = parser.parse_args(argv)
+    if str(args.model) == REFERENCE:
+        args.model = reference_model()
     if not args.model.is_file():
         parser.error(f"--model {args.model} does not exist")
     args.bodies = tuple(args.bodies.split(","))
     if not set(args.bodies) <= set(BODIES) or "npy" not in args.bodies:
         parser.error(f"--bodies: expected names among {list(BODIES)} including npy, received {args.bodies}")
     return args
+
+
+def reference_model() -> Path:
+    """The reference example exported with the adaptive lowering (``lc2d export --lowering
+    adaptive``), at :data:`REFERENCE_PATH`; exported in a child process on first use (about a
+    minute; TensorFlow never loads in this process, which stays the load generator)."""
+    if not REFERENCE_PATH.is_file():
+        REFERENCE_PATH.parent.mkdir(parents=True, exist_ok=True)
+        partial = REFERENCE_PATH.with_suffix(".partial.onnx")
+        code = ("import sys; from pathlib import Path; from benchmarks.bench_peers import "
+                "export_reference_example as e; e(Path(sys.argv[1]), policy='adaptive')")
+        print(f"exporting the reference example to {REFERENCE_PATH}", file=sys.stderr)
+        subprocess.run([sys.executable, "-c", code, str(partial)], cwd=REPO_ROOT, check=True,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        partial.replace(REFERENCE_PATH)  # a run stopped halfway leaves no file that looks whole
+    return REFERENCE_PATH
 
 
 def percentiles(latencies_s: list[float]) -> dict[str, float]:
@@ -99,6 +125,21 @@ def direct_loop(model: Path, instances: np.ndarray, threads: int | None) -> dict
     return {"throughput_rps": len(instances) / elapsed, **percentiles(latencies)}
 
 
+def direct_batched(model: Path, instances: np.ndarray, threads: int | None, batch: int) -> dict[str, Any]:
+    """Instances per second of ``session.run`` on whole batches of ``batch``: the ceiling of any
+    batching server on this machine, and over :func:`direct_loop`, the most batching can win
+    (a batched/unbatched server ratio above it needs an unbatched server slower than the model)."""
+    session = ort_session(model, threads)
+    name = session.get_inputs()[0].name
+    batches = [instances[i:i + batch] for i in range(0, len(instances) - batch + 1, batch)] or [instances]
+    session.run(None, {name: batches[0]})
+    started = time.perf_counter()
+    for rows in batches:
+        session.run(None, {name: rows})
+    elapsed = time.perf_counter() - started
+    return {"batch": len(batches[0]), "throughput_rps": sum(len(rows) for rows in batches) / elapsed}
+
+
 def ort_session(model: Path, threads: int | None) -> Any:
     """A CPU session loaded exactly as the server loads it (``service.runtime.load_model``)."""
     from service.runtime import load_model
@@ -107,47 +148,64 @@ def ort_session(model: Path, threads: int | None) -> Any:
 
 
 def paired_overhead(port: int, model: Path, instances: np.ndarray, body: str, threads: int | None,
-                    client: str = "raw", block: int = PAIRED_BLOCK) -> dict[str, Any]:
-    """Alternating blocks at one client: ``block`` direct calls back to back, then the same
-    instances through the server back to back, and so on; the first call of each block (the
-    other side just ran and evicted the caches) and the first pair of blocks are not counted.
+                    client: str = "raw", warmup: int = PAIRED_WARMUP) -> dict[str, Any]:
+    """Pairs at one client: each instance runs once directly (``session.run`` in this process, a
+    session loaded as the server loads it) and once through the server, one right after the
+    other, the order swapped from pair to pair; the first ``warmup`` pairs are not counted. The
+    overhead is the server's p50 minus the direct p50, and the median of the per-pair differences.
 
-    Each side is measured in the state a client sending requests back to back sees, and the
-    blocks alternate every few tenths of a second, far faster than this machine's speed drifts
-    (the same direct loop measured 4.8 and 6.6 ms p50 a few minutes apart). Alternating single
-    calls gave the same overhead; pauses between calls did not (every thread asleep: 15 ms
-    instead of 8.5). The direct session is loaded as the server loads it (threads spin only
-    while a run is in progress): with ONNX Runtime's default, either side's spinning threads
-    took this 2-core machine's CPU from the other.
+    Both sides of a pair start in the same state: this process has just waited for an answer
+    (or run the other side) and the caches hold the other side's data, and a drift of the
+    machine's speed hits the pair's two calls a few milliseconds apart. The previous method
+    (blocks of 10 direct calls back to back, then 10 requests) was right on a quiet machine but
+    not under contention: a block of direct calls keeps this process's threads busy for the
+    whole block, competing for the two cores with the other processes, while the server's
+    threads wake up for each request after a wait, which the scheduler favours; with other
+    engineers' work on the machine the direct side came out slower than the server (20 against
+    12 ms p50, a negative overhead). With four busy processes added on purpose, blocks gave
+    -3.3 to +7.7 ms for the same server, pairs 2.1 to 4.4 ms. The direct session's intra-op
+    threads stop spinning when a run ends (``session.force_spinning_stop``, as the server's),
+    so they take no CPU while the server answers.
     """
     session = ort_session(model, threads)
     name = session.get_inputs()[0].name
     connection = connect(port, body, client)
-    direct, served, differences = [], [], []
+    direct, served = [], []
+    load_before = os.getloadavg()[0]
+
+    def run_direct(instance: np.ndarray) -> float:
+        tick = time.perf_counter()
+        session.run(None, {name: instance[None]})
+        return time.perf_counter() - tick
+
+    def run_served(content: bytes, headers: dict[str, str]) -> float:
+        tick = time.perf_counter()
+        status = connection.post("/predict", content, headers)
+        elapsed = time.perf_counter() - tick
+        if status != 200:
+            raise RuntimeError(f"server answered {status}")
+        return elapsed
+
     try:
-        for start in range(0, len(instances) - block + 1, block):
-            batch = instances[start:start + block]
-            direct_times, served_times = [], []
-            for instance in batch:
-                tick = time.perf_counter()
-                session.run(None, {name: instance[None]})
-                direct_times.append(time.perf_counter() - tick)
-            for instance in batch:
-                content, headers = encode(instance, body)
-                tick = time.perf_counter()
-                status = connection.post("/predict", content, headers)
-                served_times.append(time.perf_counter() - tick)
-                if status != 200:
-                    raise RuntimeError(f"server answered {status}")
-            if start > 0:  # the first pair of blocks warms up
-                direct += direct_times[1:]
-                served += served_times[1:]
-                differences.append(float(np.median(served_times[1:]) - np.median(direct_times[1:])) * 1000.0)
+        for i, instance in enumerate(instances):
+            content, headers = encode(instance, body)  # outside the timed calls
+            if i % 2:
+                served_s = run_served(content, headers)
+                direct_s = run_direct(instance)
+            else:
+                direct_s = run_direct(instance)
+                served_s = run_served(content, headers)
+            if i >= warmup:
+                direct.append(direct_s)
+                served.append(served_s)
     finally:
         connection.close()
-    result: dict[str, Any] = {"block": block, "direct": percentiles(direct), "server": percentiles(served)}
+    differences = (np.asarray(served) - np.asarray(direct)) * 1000.0
+    result: dict[str, Any] = {"pairs": len(direct), "warmup": warmup, "direct": percentiles(direct),
+                              "server": percentiles(served),
+                              "load_average": [load_before, os.getloadavg()[0]]}
     result["overhead_p50_ms"] = result["server"]["p50_ms"] - result["direct"]["p50_ms"]
-    result["median_block_overhead_ms"] = float(np.median(differences))
+    result["median_pair_overhead_ms"] = float(np.median(differences))
     return result
 
 
@@ -341,11 +399,61 @@ def encode(instance: np.ndarray, body: str) -> tuple[bytes, dict[str, str]]:
 
 
 def drive(port: int, instances: np.ndarray, concurrency: int, body: str,
-          client_kind: str = "raw") -> dict[str, Any]:
+          client_kind: str = "raw", grpc_client: str = "aio") -> dict[str, Any]:
     """Sends every instance once to ``/predict`` (or ``ModelInfer``), spread over ``concurrency``
-    keep-alive clients."""
-    return drive_payloads(port, "/predict", [encode(instance, body) for instance in instances],
-                          concurrency, "grpc" if body == "grpc" else client_kind)
+    keep-alive clients (gRPC: :func:`drive_grpc` with ``grpc_client="aio"``, else a thread per
+    client with a :class:`GrpcConnection`)."""
+    payloads = [encode(instance, body) for instance in instances]
+    if body == "grpc" and grpc_client == "aio":
+        return drive_grpc(port, [content for content, _ in payloads], concurrency)
+    return drive_payloads(port, "/predict", payloads, concurrency, "grpc" if body == "grpc" else client_kind)
+
+
+def drive_grpc(port: int, payloads: list[bytes], concurrency: int) -> dict[str, Any]:
+    """Sends serialised ``ModelInferRequest``s with ``concurrency`` gRPC clients, each a coroutine
+    with a channel (an HTTP/2 connection) of its own, all in one grpc.aio event loop in this thread.
+
+    The load generator shares the server's two cores: a thread per client with the blocking
+    API (:class:`GrpcConnection`) took 0.44-0.53 ms of this process's CPU per request at 64
+    clients, the coroutines 0.32-0.36 ms (the HTTP clients: 0.15-0.18 ms), CPU the server then
+    has. For one client the blocking API is the cheaper one (an empty call: 0.28 against 0.47-0.52
+    ms of client CPU), so the paired measurement keeps :class:`GrpcConnection`. Same interface
+    and first-client warm-up as :func:`drive_payloads`.
+    """
+    import asyncio
+
+    import grpc
+
+    async def client(channel: grpc.aio.Channel, share: list[bytes]) -> list[float]:
+        call = channel.unary_unary(GrpcConnection.METHOD)  # bytes in, bytes out
+        latencies = []
+        for content in share:
+            tick = time.perf_counter()
+            try:
+                await call(content, timeout=60)
+            except grpc.aio.AioRpcError as err:
+                raise RuntimeError(f"gRPC {err.code()}: {err.details()}") from err
+            latencies.append(time.perf_counter() - tick)
+        return latencies
+
+    async def run() -> tuple[list[float], float]:
+        shares = [payloads[i::concurrency] for i in range(concurrency)]
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in shares]
+        try:
+            # connected before the clock starts: a channel's connection and HTTP/2 handshake
+            # take milliseconds (64 of them were most of a 400-request measurement), an HTTP
+            # client's TCP connection about 0.1 ms
+            await asyncio.wait_for(asyncio.gather(*(channel.channel_ready() for channel in channels)), 60)
+            await client(channels[0], shares[0][:10])  # warm-up
+            started = time.perf_counter()
+            pairs = zip(channels, shares, strict=True)
+            parts = await asyncio.gather(*(client(channel, share) for channel, share in pairs))
+            return [t for part in parts for t in part], time.perf_counter() - started
+        finally:
+            await asyncio.gather(*(channel.close() for channel in channels))
+
+    latencies, elapsed = asyncio.run(run())
+    return {"throughput_rps": len(latencies) / elapsed, **percentiles(latencies)}
 
 
 def drive_payloads(port: int, path: str, payloads: list[tuple[bytes, dict[str, str]]], concurrency: int,
@@ -398,7 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = ["--threads", str(args.threads)] if args.threads else []
     modes = {"on": ["--max-batch-size", str(args.max_batch_size), "--max-delay-ms", str(args.max_delay_ms)],
              "off": ["--max-batch-size", "1"]}
+    load_start = os.getloadavg()
     direct = direct_loop(args.model, instances, args.threads)
+    direct["batched"] = direct_batched(args.model, instances, args.threads, args.max_batch_size)
     measured: list[dict[str, Any]] = []
     paired: dict[str, Any] = {}
     servers: dict[str, Server] = {}
@@ -412,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"paired c=1 {body:4}: server p50 {paired[body]['server']['p50_ms']:.2f} ms, "
                   f"direct p50 {paired[body]['direct']['p50_ms']:.2f} ms, "
                   f"overhead {paired[body]['overhead_p50_ms']:.2f} ms "
-                  f"(median per block {paired[body]['median_block_overhead_ms']:.2f})", file=sys.stderr)
+                  f"(median per pair {paired[body]['median_pair_overhead_ms']:.2f}; "
+                  f"load average {paired[body]['load_average'][0]:.1f})", file=sys.stderr)
         # bodies and batching modes alternate inside each round: every ratio (on/off, gRPC/.npy)
         # compares measurements seconds apart
         for concurrency in levels:
@@ -420,9 +531,9 @@ def main(argv: list[str] | None = None) -> int:
                 for body in args.bodies:
                     for mode, server in servers.items():
                         port = server.grpc_port if body == "grpc" else server.port
-                        result = drive(port, instances, concurrency, body, args.client)
+                        result = drive(port, instances, concurrency, body, args.client, args.grpc_client)
                         measured.append({"batching": mode, "body": body, "concurrency": concurrency,
-                                         "round": round_, **result})
+                                         "round": round_, "load_average": os.getloadavg()[0], **result})
                         print(f"batching {mode:3} {body:4} c={concurrency:3} round {round_ + 1}: "
                               f"{result['throughput_rps']:8.0f} req/s "
                               f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms", file=sys.stderr)
@@ -430,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             server.stop()
     report = summarize(args, shape, direct, measured, levels, paired)
+    report["machine"]["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
     print(markdown(report))
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(report, indent=2) + "\n")
@@ -452,18 +564,23 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
         return next(r for r in rows if (r["batching"], r["body"], r["concurrency"]) == key)
 
     top = max(levels)
-    ratios = {}
+    ratios: dict[str, float] = {}
+    ratio_rounds: dict[str, list[float]] = {}  # each throughput ratio's value in every round
+
+    def throughput_ratio(name: str, over: tuple[str, str], under: tuple[str, str]) -> None:
+        per_round = [a["throughput_rps"] / b["throughput_rps"]  # seconds apart in each round
+                     for a, b in zip(runs[(*over, top)], runs[(*under, top)], strict=True)]
+        ratios[name] = float(np.median(per_round))
+        ratio_rounds[name] = per_round
+
     for body in args.bodies:
-        per_round = [on["throughput_rps"] / off["throughput_rps"]
-                     for on, off in zip(runs["on", body, top], runs["off", body, top], strict=True)]
-        ratios[f"batching_speedup_c{top}_{body}"] = float(np.median(per_round))
+        throughput_ratio(f"batching_speedup_c{top}_{body}", ("on", body), ("off", body))
     if "grpc" in args.bodies:
-        per_round = [grpc["throughput_rps"] / npy["throughput_rps"]  # seconds apart in each round
-                     for grpc, npy in zip(runs["on", "grpc", top], runs["on", "npy", top], strict=True)]
-        ratios[f"grpc_over_npy_throughput_c{top}_batching"] = float(np.median(per_round))
+        throughput_ratio(f"grpc_over_npy_throughput_c{top}_batching", ("on", "grpc"), ("on", "npy"))
     for body, result in paired.items():
         ratios[f"server_overhead_p50_ms_c1_{body}"] = result["overhead_p50_ms"]
-        ratios[f"server_overhead_median_block_ms_c1_{body}"] = result["median_block_overhead_ms"]
+        ratios[f"server_overhead_median_pair_ms_c1_{body}"] = result["median_pair_overhead_ms"]
+    ratios["direct_batching_speedup"] = direct["batched"]["throughput_rps"] / direct["throughput_rps"]
     if 1 in levels:
         for body in args.bodies:
             ratios[f"unpaired_overhead_p50_ms_c1_{body}"] = find("on", body, 1)["p50_ms"] - direct["p50_ms"]
@@ -472,32 +589,40 @@ def summarize(args: argparse.Namespace, shape: list[int], direct: dict[str, Any]
                         "python": sys.version.split()[0]},
             "settings": {"max_batch_size": args.max_batch_size, "max_delay_ms": args.max_delay_ms,
                          "threads": args.threads, "server_args": args.server_args,
-                         "client": args.client, "rounds": args.rounds, "bodies": list(args.bodies)},
+                         "client": args.client, "grpc_client": args.grpc_client, "rounds": args.rounds,
+                         "bodies": list(args.bodies)},
             "direct_onnxruntime": direct, "server": rows, "rounds": measured, "paired_c1": paired,
-            "ratios": ratios}
+            "ratios": ratios, "ratio_rounds": ratio_rounds}
 
 
 def markdown(report: dict[str, Any]) -> str:
     direct = report["direct_onnxruntime"]
+    load = report["machine"].get("load_average", {})
     lines = [f"Model `{report['model']}` input {report['input_shape']}, {report['requests']} requests each, "
-             f"{report['machine']['cpus']} CPUs.", "",
+             f"{report['machine']['cpus']} CPUs, load average (1, 5, 15 min) at the start "
+             f"{load.get('start')} and the end {load.get('end')}.", "",
              "| batching | body | clients | req/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|---:|",
              f"| direct ORT loop | - | 1 | {direct['throughput_rps']:.0f} | {direct['p50_ms']:.3f} | "
-             f"{direct['p99_ms']:.3f} |"]
+             f"{direct['p99_ms']:.3f} |",
+             f"| direct ORT, batches of {direct['batched']['batch']} | - | - | "
+             f"{direct['batched']['throughput_rps']:.0f} | - | - |"]
     for row in report["server"]:
         lines.append(f"| {row['batching']} | {row['body']} | {row['concurrency']} | "
                      f"{row['throughput_rps']:.0f} | "
                      f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} |")
     if report["paired_c1"]:
-        lines += ["", "Paired at concurrency 1 (batching on; blocks of direct calls and server requests "
-                  "in turn), ms:", "",
-                  "| body | direct p50 | server p50 | overhead (difference of p50s) | median of per-block "
+        lines += ["", "Paired at concurrency 1 (batching on; each instance run directly and through the "
+                  "server in turn), ms:", "",
+                  "| body | direct p50 | server p50 | overhead (difference of p50s) | median of per-pair "
                   "differences |", "|---|---:|---:|---:|---:|"]
         lines += [f"| {body} | {r['direct']['p50_ms']:.3f} | {r['server']['p50_ms']:.3f} | "
-                  f"{r['overhead_p50_ms']:.3f} | {r['median_block_overhead_ms']:.3f} |"
+                  f"{r['overhead_p50_ms']:.3f} | {r['median_pair_overhead_ms']:.3f} |"
                   for body, r in report["paired_c1"].items()]
-    lines += ["", "| ratio | value |", "|---|---:|"]
-    lines += [f"| {name} | {value:.2f} |" for name, value in report["ratios"].items()]
+    lines += ["", "| ratio | value (median of rounds) | range over rounds |", "|---|---:|---:|"]
+    for name, value in report["ratios"].items():
+        rounds = report["ratio_rounds"].get(name)
+        spread = f"{min(rounds):.2f}–{max(rounds):.2f}" if rounds else "-"
+        lines.append(f"| {name} | {value:.2f} | {spread} |")
     return "\n".join(lines)
 
 

@@ -19,15 +19,34 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from service.contract import InputLimits
 from service.errors import InvalidModelConfigError
 from service.providers import Device
 
 CONFIG_FILENAME = "config.json"
+LABEL_PATTERN = r"^[A-Za-z0-9_-]+$"
+"""What a version label may be: it becomes a path segment of ``/v1/models/{name}/labels/{label}``."""
+VersionLabel = Annotated[str, StringConstraints(pattern=LABEL_PATTERN)]
+
+
+MAX_BATCH_SIZE = 65_536
+"""Upper bound of ``max_batch_size``. Warmup allocates and runs a batch of ``max_batch_size``
+instances, so a load request asking for 2**70 would otherwise exhaust the server's memory. The
+bounds on ``threads``, ``instances``, ``max_delay_ms`` and ``warmup`` have the same purpose: a
+load request (or a config.json) cannot make the server start a million sessions or threads, or
+wait forever before it is ready."""
 
 
 class ServingOptions(BaseModel):
@@ -43,22 +62,24 @@ class ServingOptions(BaseModel):
     """With ``--device tensorrt``: let TensorRT build fp16 engines (cached in ``trt_cache/``
     beside each model file)."""
 
-    threads: int | None = Field(default=None, ge=1)
-    """ONNX Runtime intra-op threads per session; unset lets ONNX Runtime decide."""
+    threads: int | None = Field(default=None, ge=1, le=256)
+    """ONNX Runtime intra-op threads per session (at most 256); unset lets ONNX Runtime decide."""
 
     spin: bool = True
     """Let ONNX Runtime's intra-op threads busy-wait for work while a batch runs (fast hand-offs
     between its operators); they stop as soon as the run ends, leaving the CPU to the server's
     HTTP work. Off, they never spin: a little slower per run (docs/serving.md)."""
 
-    instances: int = Field(default=1, ge=1)
-    """ONNX Runtime sessions per model version; they take batches from the same queue."""
+    instances: int = Field(default=1, ge=1, le=64)
+    """ONNX Runtime sessions per model version (at most 64); they take batches from the same queue."""
 
-    max_batch_size: int = Field(default=64, ge=1)
-    """Most instances merged into one run, and most instances accepted in one request."""
+    max_batch_size: int = Field(default=64, ge=1, le=MAX_BATCH_SIZE)
+    """Most instances merged into one run, and most instances accepted in one request (at most
+    65,536: a version is warmed up with a batch this large before it serves)."""
 
-    max_delay_ms: float = Field(default=0.0, ge=0)
-    """Longest the oldest queued request waits for others; 0 merges whatever is queued."""
+    max_delay_ms: float = Field(default=0.0, ge=0, le=60_000)
+    """Longest the oldest queued request waits for others (at most a minute); 0 merges whatever
+    is queued."""
 
     max_queue: int = Field(default=1024, ge=1)
     """Most requests waiting per model; beyond it requests get 503 with Retry-After."""
@@ -118,8 +139,13 @@ class ModelConfig(ServingOptions):
     default_version: int | None = Field(default=None, ge=1)
     """The version requests without a version go to; the highest ready version when unset."""
 
-    warmup: tuple[int, ...] | None = None
-    """Batch sizes run through every session before the version becomes ready;
+    labels: dict[VersionLabel, Annotated[StrictInt, Field(ge=1)]] | None = None
+    """TensorFlow Serving version labels, label -> version (``{"stable": 1, "canary": 2}``), for
+    the ``/v1/models/{name}/labels/{label}`` routes; ``stable`` and ``canary`` keep their fixed
+    rule when not listed (``service.api.tfserving.label_version``)."""
+
+    warmup: tuple[int, ...] | None = Field(default=None, max_length=16)
+    """Batch sizes (at most 16) run through every session before the version becomes ready;
     ``[1, max_batch_size]`` when unset, ``[]`` for none."""
 
     @model_validator(mode="after")

@@ -39,6 +39,7 @@ from service.batching import DynamicBatcher
 from service.contract import InputContract, InputLimits
 from service.errors import (
     InvalidModelConfigError,
+    MalformedRequestError,
     ModelControlDisabledError,
     ModelLoadError,
     ModelNotFoundError,
@@ -398,8 +399,12 @@ class ModelRegistry:
 
         Raises:
             ModelNotFoundError: unknown name or version (404).
+            MalformedRequestError: a version without a model name (400), which gRPC can send.
         """
         if name is None:
+            if version is not None:
+                raise MalformedRequestError(f"statistics of version {version!r} need a model name, "
+                                            f"received none", expected="a model name", received="")
             items = self.all_versions()
         elif version is None:
             items = list(self.versions(name).values())
@@ -571,11 +576,13 @@ class ModelRegistry:
         started = time.perf_counter()
         try:
             await _warm_up(item.batcher, item.pool.first.contract, config.warmup_sizes, config.instances)
-        except ServiceError as err:
+        except (ServiceError, MemoryError) as err:  # MemoryError: a batch too large for this machine
             await item.batcher.close()
             item.batcher = None
-            self._failed(item, f"warmup failed: {err.message}")
-            return err
+            failure = err if isinstance(err, ServiceError) else ModelLoadError(
+                f"the warmup batch does not fit in memory: {err!r}")
+            self._failed(item, f"warmup failed: {failure.message}")
+            return failure
         item.warmup_seconds = time.perf_counter() - started
         item.stats.reset(forward=self.metrics.batch_observer(item.name, item.version))
         item.state, item.reason = VersionState.READY, ""

@@ -148,7 +148,8 @@ class ModelCatalog:
         """One model now on disk, or None."""
         file = entries_from_files(self.files).get(name)
         directory = None
-        if self.repository is not None and not name.startswith(".") and "/" not in name:
+        # a folder of the repository, never the repository itself ("") or anything outside it
+        if self.repository is not None and name and not name.startswith(".") and "/" not in name:
             model_dir = self.repository / name
             try:  # a name the file system cannot hold (too long, NUL) names no model
                 is_model_dir = model_dir.is_dir()

@@ -116,7 +116,10 @@ def _config_override(config: Any) -> Mapping[str, Any] | None:
                                       expected="object", received=type(config).__name__)
     try:
         parsed = json.loads(config)
-    except json.JSONDecodeError as err:
+    except RecursionError as err:
+        raise InvalidModelConfigError("the config parameter is JSON nested too deeply to read",
+                                      expected="JSON object", received=config[:200]) from err
+    except ValueError as err:  # not JSON, or an integer of more than 4,300 digits
         raise InvalidModelConfigError(f"the config parameter is not valid JSON: {err}",
                                       expected="JSON object", received=config[:200]) from err
     if not isinstance(parsed, Mapping):

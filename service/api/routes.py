@@ -77,7 +77,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/models/{name}/versions/{version}:predict", tfserving.predict,
           "Predict with one version of a named model", TFSERVING, **PREDICT),
     Route("POST", "/v1/models/{name}/labels/{label}:predict", tfserving.predict,
-          "Predict with the version a label (stable, canary) names", TFSERVING, **PREDICT),
+          "Predict with the version a label (config labels, stable, canary) names", TFSERVING, **PREDICT),
     Route("POST", "/v1/models/{name}:classify", tfserving_models.classify,
           "Top classes with labels and scores per example", TFSERVING, **CLASSIFY),
     Route("POST", "/v1/models/{name}/versions/{version}:classify", tfserving_models.classify,

@@ -43,7 +43,7 @@ from service.scoring.errors import ScoringInputError
 from service.scoring.images import ImageLayout, read_image
 
 LABELS = ("stable", "canary")
-"""Version labels of ``/v1/models/{name}/labels/{label}``: see :func:`label_version`."""
+"""Version labels every model has unless its configuration maps them: see :func:`label_version`."""
 SIGNATURE = "serving_default"
 """The one signature every model has (TensorFlow Serving's default signature name)."""
 
@@ -57,11 +57,23 @@ def requested_version(call: Call) -> str | None:
 
 
 def label_version(plane: DataPlane, name: str | None, label: str) -> str:
-    """``stable``: the version requests without a version go to (the model's ``default_version``,
-    else the highest ready one); ``canary``: the highest ready version. Other labels: 404."""
+    """The version a label names: the model configuration's ``labels`` first; otherwise
+    ``stable`` is the version requests without a version go to (the model's
+    ``default_version``, else the highest ready one) and ``canary`` the highest ready version.
+
+    The version is returned whether or not it is loaded: the caller looks it up as it looks up
+    ``/versions/{v}`` (404 when the model has no such version, 503 while it is not ready).
+
+    Raises:
+        ModelNotFoundError: unknown model, or a label it does not have (404, naming its labels).
+    """
+    configured = (plane.registry.config(name).labels or {}) if name is not None else {}
+    if label in configured:
+        return str(configured[label])
     if label not in LABELS:
-        raise ModelNotFoundError(f"model {name!r} has no version label {label!r}; labels: {list(LABELS)}",
-                                 expected=list(LABELS), received=label)
+        known = [*LABELS, *(key for key in configured if key not in LABELS)]
+        raise ModelNotFoundError(f"model {name!r} has no version label {label!r}; labels: {known}",
+                                 expected=known, received=label)
     default = plane.find(name).version
     if label == "stable" or name is None:
         return default

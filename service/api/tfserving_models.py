@@ -11,9 +11,9 @@ Formats follow TensorFlow Serving's ``api_rest.md``:
   only output is one score per class; ``POST ...:regress`` answers ``{"result": [value, ...]}``
   for a model whose only output is one value per example. Other models get 400.
 
-Version labels: ``stable`` is the version requests without a version go to (the model's
-``default_version`` in its ``config.json``, else the highest ready one) and ``canary`` the
-highest ready version; other labels are 404.
+Version labels: the ``labels`` of the model's ``config.json``; without them ``stable`` is the
+version requests without a version go to and ``canary`` the highest ready version; other
+labels are 404 (:func:`service.api.tfserving.label_version`).
 """
 
 from __future__ import annotations

@@ -249,7 +249,11 @@ def _tensor_array(tensor: dict[str, Any], binary: Body | memoryview) -> np.ndarr
                 f"binary input has binary_data_size {_short(size)} with {len(binary)} bytes after the "
                 f"header, expected {count * dtype.itemsize} bytes for shape {shape} of {datatype}",
                 expected=count * dtype.itemsize, received=_short(size))
-        return _reshaped(np.frombuffer(binary[:size], dtype=dtype), shape)
+        if "data" in tensor:  # which values should run? neither: as gRPC refuses raw and typed together
+            raise MalformedRequestError('the input has both "data" and parameters.binary_data_size, '
+                                        'expected one of them', expected="data or binary_data_size",
+                                        received=["data", "binary_data_size"])
+        return reshaped(np.frombuffer(binary[:size], dtype=dtype), shape)
     if "data" not in tensor:
         raise MalformedRequestError('expected the input to have "data" or parameters.binary_data_size',
                                     expected="data")
@@ -260,13 +264,29 @@ def _tensor_array(tensor: dict[str, Any], binary: Body | memoryview) -> np.ndarr
     if data.size != count:
         raise ShapeMismatchError(f"input data has {data.size} values, expected {count} for shape {shape}",
                                  expected=count, received=int(data.size))
-    return _reshaped(data, shape)
+    check_value_range(data, dtype, str(datatype))
+    return reshaped(data, shape)
 
 
-def _reshaped(data: np.ndarray, shape: list[int]) -> np.ndarray:
+def check_value_range(values: np.ndarray, dtype: np.dtype[Any], datatype: str) -> None:
+    """Refuses (422) values an integer datatype cannot hold (both front doors): ``INT8`` data of
+    1000 is a client's mistake, not the number 1000 nor -24 (what a cast would wrap it to)."""
+    if dtype.kind not in "iu" or values.size == 0:
+        return
+    info = np.iinfo(dtype)
+    low, high = values.min(), values.max()
+    if low < info.min or high > info.max:
+        bad = low if low < info.min else high
+        raise DtypeError(f"input values of datatype {datatype} must lie in [{info.min}, {info.max}], "
+                         f"received {bad}", expected=f"[{info.min}, {info.max}]", received=str(bad))
+
+
+def reshaped(data: np.ndarray, shape: list[int]) -> np.ndarray:
+    """``data`` in ``shape``, or 422 when NumPy cannot build that shape (a zero-sized shape whose
+    other dimensions it cannot index)."""
     try:
         return data.reshape(shape)
-    except ValueError as err:  # a zero-sized shape whose other dimensions NumPy cannot index
+    except ValueError as err:
         raise ShapeMismatchError(f"input shape {shape} cannot be built: {err}", expected="a valid shape",
                                  received=shape) from err
 

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.dataplane import DataPlane
 from service.errors import ModelNotFoundError
+from service.grpc.status import short_message
 
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
 WATCH_INTERVAL_S = 0.5
@@ -45,9 +46,8 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
                     context: grpc.aio.ServicerContext) -> health_pb2.HealthCheckResponse:
         status = self.status(request.service)
         if status == _UNKNOWN:
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"unknown service {request.service!r}; expected '', {INFERENCE_SERVICE!r} "
-                                f"or a model name")
+            await context.abort(grpc.StatusCode.NOT_FOUND, short_message(
+                f"unknown service {request.service!r}; expected '', {INFERENCE_SERVICE!r} or a model name"))
         return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(self, request: health_pb2.HealthCheckRequest,

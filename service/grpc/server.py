@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from service.dataplane import DataPlane
 from service.errors import ServiceError
-from service.grpc import inference_pb2_grpc as pb_grpc
+from service.grpc import inference_pb2 as pb
+from service.grpc.decoding import add_service
 from service.grpc.health import ReadinessHealth
 from service.grpc.servicer import InferenceServicer
 from service.security import key_authorized, read_api_keys, refusal_message
@@ -87,8 +88,10 @@ class GrpcServer:
         keys = read_api_keys(settings.api_keys) if settings.api_keys is not None else None
         server = grpc.aio.server(options=options,
                                  interceptors=[ApiKeyInterceptor(keys)] if keys is not None else None)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.plane), server)
-        health_pb2_grpc.add_HealthServicer_to_server(ReadinessHealth(self.plane), server)
+        # as the generated add_*_to_server, but undecodable requests get INVALID_ARGUMENT, not UNKNOWN
+        add_service(InferenceServicer(self.plane), pb.DESCRIPTOR.services_by_name["GRPCInferenceService"],
+                    server)
+        add_service(ReadinessHealth(self.plane), health_pb2.DESCRIPTOR.services_by_name["Health"], server)
         try:
             if settings.ssl_certfile is not None and settings.ssl_keyfile is not None:  # HTTPS's certificate
                 credentials = grpc.ssl_server_credentials(

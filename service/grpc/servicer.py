@@ -26,7 +26,7 @@ from service.dataplane import DataPlane
 from service.errors import MalformedRequestError, ServiceError
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
-from service.grpc.status import grpc_code, trailing_metadata
+from service.grpc.status import grpc_code, status_message, trailing_metadata
 from service.grpc.tensors import add_output, parameter_value, request_arrays
 from service.registry import ModelVersion
 
@@ -51,7 +51,7 @@ def rpc(method: Handler[Request, Response]) -> Handler[Request, Response]:
             return await method(self, request, context)
         except ServiceError as err:
             code = grpc_code(err)
-            await context.abort(code, err.message, trailing_metadata=trailing_metadata(err))
+            await _abort(context, code, status_message(err), trailing_metadata(err))
             raise  # not reached: abort raises
         except grpc.aio.AbortError:
             raise
@@ -61,12 +61,25 @@ def rpc(method: Handler[Request, Response]) -> Handler[Request, Response]:
         except Exception as err:  # a bug: logged, and the client gets INTERNAL rather than UNKNOWN
             code = grpc.StatusCode.INTERNAL
             logger.exception("gRPC %s failed", method.__name__)
-            await context.abort(code, f"internal error in {method.__name__}: {type(err).__name__}")
+            await _abort(context, code, f"internal error in {method.__name__}: {type(err).__name__}")
             raise
         finally:
             self.plane.metrics.grpc_done(method.__name__, code.name, time.perf_counter() - started)
 
     return handle
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str,
+                 metadata: tuple[tuple[str, str], ...] = ()) -> None:
+    """Ends the call with ``code``; when the call has already ended (its deadline passed while the
+    error was raised), there is nobody to tell: the call is cancelled, which grpc logs at debug
+    level, instead of a failed send that grpc logs as a 25-line traceback."""
+    try:
+        await context.abort(code, message, trailing_metadata=metadata)
+    except grpc.aio.AbortError:
+        raise
+    except Exception as err:  # grpc's ExecuteBatchError: the status could not be sent
+        raise asyncio.CancelledError(f"the call ended before its status {code.name} was sent") from err
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):

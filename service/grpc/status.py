@@ -2,15 +2,22 @@
 
 Every error already carries its HTTP status (``status_code``); the gRPC code is derived from it
 here, once, so an error class added anywhere in the service gets a gRPC code without a second
-list. The status message is the error's message, word for word what HTTP sends in ``"error"``;
-its stable ``code`` and, for a full queue, ``retry-after`` travel as trailing metadata.
+list. The status message is the error's message, word for word what HTTP sends in ``"error"``
+(file paths cut to their last component, as HTTP cuts them); its stable ``code`` and, for a full
+queue, ``retry-after`` travel as trailing metadata.
 """
 
 from __future__ import annotations
 
 import grpc
 
+from service.api.bodies import without_paths
 from service.errors import ServiceError
+
+MAX_MESSAGE_CHARS = 4000
+"""Longest status message sent. The message travels in a trailer, and a client refuses trailers
+over 16 KiB (RESOURCE_EXHAUSTED, the real status lost): a message quoting a 20,000-character
+model name a client sent is cut instead."""
 
 GRPC_CODES: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,    # malformed request
@@ -31,6 +38,19 @@ GRPC_CODES: dict[int, grpc.StatusCode] = {
 def grpc_code(err: ServiceError) -> grpc.StatusCode:
     """The gRPC status code of a service error."""
     return GRPC_CODES.get(err.status_code, grpc.StatusCode.INTERNAL)
+
+
+def status_message(err: ServiceError) -> str:
+    """The status message of a service error: HTTP's ``"error"``, cut to :data:`MAX_MESSAGE_CHARS`."""
+    return short_message(without_paths(err.message))
+
+
+def short_message(message: str) -> str:
+    """``message``, or its start and how much was cut when it is over :data:`MAX_MESSAGE_CHARS`."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    kept = MAX_MESSAGE_CHARS - 40
+    return f"{message[:kept]}... ({len(message) - kept:,} characters cut)"
 
 
 def trailing_metadata(err: ServiceError) -> tuple[tuple[str, str], ...]:

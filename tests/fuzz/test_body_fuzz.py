@@ -6,18 +6,15 @@ answer a valid request correctly (see ``conftest.FuzzClient``).
 
 from __future__ import annotations
 
-import json
-import math
-import struct
-
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.conftest import FUZZ_SETTINGS, INSTANCE_SHAPE, FuzzClient
+from tests.fuzz.strategies import encode, json_values, mutated, npy_bodies, predict_payloads
 
-JSON = {"Content-Type": "application/json"}
-NPY = {"Content-Type": "application/x-npy"}
+JSON: dict[str, str | bytes] = {"Content-Type": "application/json"}
+NPY: dict[str, str | bytes] = {"Content-Type": "application/x-npy"}
 PREDICT_PATHS = ["/predict", "/v1/models/tiny:predict", "/v1/models/tiny/versions/1:predict",
                  "/v1/models/nope:predict", "/v1/models/tiny/versions/x:predict"]
 # What a header value may hold (RFC 9110: visible characters, spaces, obs-text); the HTTP parser
@@ -25,88 +22,15 @@ PREDICT_PATHS = ["/predict", "/v1/models/tiny:predict", "/v1/models/tiny/version
 HEADER_CHARACTERS = st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f")
 INFER_PATHS = ["/v2/models/tiny/infer", "/v2/models/tiny/versions/1/infer", "/v2/models/nope/infer"]
 
-scalars = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
-                    st.integers(), st.integers(min_value=2**63, max_value=2**200), st.text(max_size=4))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=24)
-
-
-@st.composite
-def nearly_valid_instances(draw: st.DrawFn) -> list:
-    """Instances of the right shape, one leaf (maybe) replaced by any JSON value."""
-    count = draw(st.integers(0, 10))
-    values = np.asarray(draw(st.lists(st.floats(-1e3, 1e3), min_size=count * 16, max_size=count * 16)))
-    instances = values.reshape(count, *INSTANCE_SHAPE).tolist()
-    if instances and draw(st.booleans()):
-        instances[draw(st.integers(0, count - 1))][0][0][0] = draw(json_values)
-    return instances
-
-
-def encode(value: object) -> bytes:
-    return json.dumps(value).encode()
-
-
-@st.composite
-def mutated(draw: st.DrawFn, body: bytes) -> bytes:
-    """``body`` truncated, with bytes inserted, or wrapped in deep nesting."""
-    kind = draw(st.sampled_from(["as-is", "truncate", "insert", "nest", "bigint", "constant"]))
-    at = draw(st.integers(0, len(body)))
-    if kind == "truncate":
-        return body[:at]
-    if kind == "insert":
-        return body[:at] + draw(st.binary(min_size=1, max_size=8)) + body[at:]
-    if kind == "nest":
-        depth = draw(st.integers(500, 3000))
-        return b'{"instances": ' + b"[" * depth + body + b"]" * depth + b"}"
-    if kind == "bigint":
-        return body.replace(b"0.", b"1" + b"0" * draw(st.integers(20, 6000)) + b"0.", 1)
-    if kind == "constant":
-        constant = draw(st.sampled_from([b"NaN, 0.", b"Infinity, 0.", b"true, 0.", b"null, 0."]))
-        return body.replace(b"0.", constant, 1)
-    return body
-
-
-predict_payloads = st.one_of(
-    st.fixed_dictionaries({"instances": nearly_valid_instances()}),
-    st.fixed_dictionaries({"instances": st.lists(st.one_of(nearly_valid_instances(), st.fixed_dictionaries(
-        {"input": json_values}), json_values), max_size=4)}),
-    st.fixed_dictionaries({"inputs": st.one_of(json_values, nearly_valid_instances(),
-                                               st.fixed_dictionaries({"input": nearly_valid_instances()}))}),
-    json_values,
-)
-
 
 @FUZZ_SETTINGS
-@given(path=st.sampled_from(PREDICT_PATHS), body=predict_payloads.map(encode).flatmap(mutated),
+@given(path=st.sampled_from(PREDICT_PATHS),
+       body=predict_payloads(INSTANCE_SHAPE).map(encode).flatmap(mutated),
        content_type=st.sampled_from([JSON, {}, {"Content-Type": "text/plain"},
                                      {"Content-Type": "application/json; x"}]))
 def test_predict_json_bodies_never_get_a_server_error(fuzz_client: FuzzClient, path, body,
                                                       content_type) -> None:
     fuzz_client.attack("POST", path, body, content_type)
-
-
-@st.composite
-def npy_bodies(draw: st.DrawFn) -> bytes:
-    """``.npy`` bodies with any version, header dict, claimed shape and data length."""
-    version = draw(st.sampled_from([(1, 0), (2, 0), (3, 0), (0, 0), (4, 1), (1, 1)]))
-    descr = draw(st.one_of(st.sampled_from(["<f4", "<f8", ">f4", "|u1", "<i8", "|b1", "|O", "<U3", "xx",
-                                            "<c8", "[('a', '<f4')]", "<V4", "<f2"]), st.text(max_size=5)))
-    fortran = draw(st.sampled_from(["True", "False", "1", "'x'", "None"]))
-    dims = st.one_of(st.integers(0, 10), st.integers(0, 2**70), st.integers(-3, -1))
-    shape = draw(st.lists(dims, max_size=5))
-    shape_text = "(" + "".join(f"{d}, " for d in shape) + ")"
-    keys = {"descr": repr(descr) if not descr.startswith("[") else descr, "fortran_order": fortran,
-            "shape": shape_text}
-    if draw(st.booleans()):
-        keys.pop(draw(st.sampled_from(sorted(keys))))
-    header = ("{" + ", ".join(f"'{k}': {v}" for k, v in keys.items()) + ", }").encode("utf8")
-    header = mutated_header = draw(st.sampled_from([header, header[: len(header) // 2], b"__import__('os')"]))
-    length = struct.pack("<H" if version[0] == 1 else "<I", len(mutated_header) + 1)
-    claimed = min(math.prod(shape) * 4, 600) if all(d >= 0 for d in shape) else 0  # as if <f4
-    size = draw(st.one_of(st.integers(0, 600), st.just(claimed)))
-    data = draw(st.binary(min_size=size, max_size=size))
-    preamble = draw(st.sampled_from([b"\x93NUMPY", b"\x93NUMPX", b"PK\x03\x04", b""]))
-    return preamble + bytes(version) + length + header + b"\n" + data
 
 
 @st.composite

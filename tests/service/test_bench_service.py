@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks import bench_service
 from benchmarks.bench_service import RawConnection, StdlibConnection
@@ -54,8 +55,32 @@ def test_bench_service_writes_throughput_latency_and_paired_overhead(tiny_model,
                for r in report["server"])
     assert len(report["rounds"]) == 3 * 2 * 2 * 2  # bodies x levels x batching on/off x rounds
     assert report["ratios"]["grpc_over_npy_throughput_c4_batching"] > 0
+    name = "grpc_over_npy_throughput_c4_batching"
+    rounds, median = report["ratio_rounds"][name], report["ratios"][name]
+    assert len(rounds) == 2 and min(rounds) <= median <= max(rounds)
+    assert len(report["machine"]["load_average"]["start"]) == 3
+    batched = report["direct_onnxruntime"]["batched"]
+    assert batched["batch"] == 40 and batched["throughput_rps"] > 0  # 40 requests: one batch of all
+    assert report["ratios"]["direct_batching_speedup"] > 0
     for body in ("json", "npy", "grpc"):
         paired = report["paired_c1"][body]
-        assert paired["server"]["p50_ms"] > 0 and paired["direct"]["p50_ms"] > 0 and paired["block"] == 10
-        assert "server_overhead_median_block_ms_c1_" + body in report["ratios"]
+        assert paired["server"]["p50_ms"] > 0 and paired["direct"]["p50_ms"] > 0
+        assert paired["pairs"] == 30 - paired["warmup"] and len(paired["load_average"]) == 2
+        assert "server_overhead_median_pair_ms_c1_" + body in report["ratios"]
     assert report["settings"]["client"] == "raw"
+
+
+def test_grpc_load_generators_send_every_request_and_fail_on_an_error(live_server, tiny_model, rng) -> None:
+    bench_service.MODEL_NAME[0], bench_service.INPUT_NAME[0] = tiny_model.path.stem, "input"
+    instances = rng.normal(size=(30, 8, 8, 1)).astype(np.float32)
+    for kind in ("aio", "threads"):
+        result = bench_service.drive(live_server.grpc_port, instances, 4, "grpc", grpc_client=kind)
+        assert result["throughput_rps"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
+    wrong = bench_service.encode(instances[0, :4], "grpc")[0]  # a shape the model refuses
+    with pytest.raises(RuntimeError, match="INVALID_ARGUMENT"):
+        bench_service.drive_grpc(live_server.grpc_port, [wrong] * 3, 2)
+
+
+def test_the_direct_session_of_the_paired_measurement_stops_spinning_between_runs(tiny_model) -> None:
+    options = bench_service.ort_session(tiny_model.path, None).get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"  # as the server's

@@ -302,6 +302,37 @@ def test_repository_rpcs_index_unload_and_load_models(start_server, model_reposi
     repository.close()
 
 
+def test_repository_rpcs_refuse_odd_names_and_configs_without_internal_errors(start_server,
+                                                                             model_repository) -> None:
+    """Found by tests/fuzz/test_grpc_fuzz.py: each was INTERNAL, loaded the repository root as a model
+    named "", or would have warmed up a batch of 2**70 instances."""
+    root = model_repository["root"]
+    server = start_server("--model-repository", str(root), "--model-control-mode", "explicit")
+    repository = triton.InferenceServerClient(server.grpc_address)
+    invalid = "StatusCode.INVALID_ARGUMENT"
+    cases = [("", None, "StatusCode.NOT_FOUND", "model '' is not in the repository"),
+             ("plain", f'{{"max_batch_size": {2**70}}}', invalid, "less than or equal to 65536"),
+             ("plain", '{"instances": 1000000}', invalid, "less than or equal to 64"),
+             ("plain", f'{{"threads": {2**70}}}', invalid, "less than or equal to 256"),
+             ("plain", '{"max_delay_ms": 1e308}', invalid, "less than or equal to 60000"),
+             ("plain", "[" * 5000 + "]" * 5000, invalid, "nested too deeply"),
+             ("plain", '{"max_queue": ' + "1" * 5000 + "}", invalid, "4300 digits"),
+             ("broken", None, "StatusCode.UNAVAILABLE", "model.onnx")]
+    for name, config, status, fragment in cases:
+        with pytest.raises(InferenceServerException) as refused:
+            repository.load_model(name, config=config)
+        message = refused.value.message()
+        assert refused.value.status() == status and fragment in message, message
+        assert str(root) not in message  # no server paths: file names only, as over HTTP
+    served = {row["name"] for row in repository.get_model_repository_index(as_json=True)["models"]}
+    assert "" not in served and repository.is_model_ready("plain")
+    answer = repository.infer("plain", [fp32_input(np.ones((1, 4, 4, 3), np.float32))])
+    np.testing.assert_allclose(answer.as_numpy("probabilities"),
+                               model_repository["plain/3"].reference(np.ones((1, 4, 4, 3), np.float32)),
+                               rtol=1e-5, atol=1e-6)
+    repository.close()
+
+
 def test_the_grpc_client_example_of_the_docs_runs(start_server, tmp_path) -> None:
     import re
     import subprocess
@@ -356,3 +387,69 @@ def test_grpc_uses_the_api_keys_and_the_tls_certificate_of_http(start_server, ti
     assert status.status == health_pb2.HealthCheckResponse.SERVING
     with grpc.insecure_channel(server.grpc_address) as plain, pytest.raises(grpc.RpcError):
         health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=3)
+
+
+def _grpc_error(address: str, request: service_pb2.ModelInferRequest) -> grpc.RpcError:
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as raised:
+        service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+    return raised.value
+
+
+def test_malformed_tensors_get_invalid_argument_with_the_http_messages(live_server) -> None:
+    """Found by tests/fuzz/test_grpc_fuzz.py: each was INTERNAL, or an answer computed from wrong values."""
+    def infer(shape: list[int], datatype: str = "FP32", raw: bytes | None = None,
+              typed: tuple[str, list] | None = None) -> service_pb2.ModelInferRequest:
+        request = service_pb2.ModelInferRequest(model_name="tiny")
+        tensor = request.inputs.add(name="input", datatype=datatype, shape=shape)
+        if raw is not None:
+            request.raw_input_contents.append(raw)
+        if typed is not None:
+            getattr(tensor.contents, typed[0]).extend(typed[1])
+        return request
+
+    overflowing = _grpc_error(live_server.grpc_address, infer([2**62, 4, 8, 1], raw=b""))  # product > int64
+    assert overflowing.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"expected {2**62 * 4 * 8 * 4} bytes" in overflowing.details()
+    cases = [  # (gRPC request, the same tensor as v2 JSON)
+        (infer([0, 2**62, 8, 1], raw=b""), {"shape": [0, 2**62, 8, 1], "datatype": "FP32", "data": []}),
+        (infer([1, 8, 8, 1], "INT8", typed=("int_contents", [1000] * 64)),
+         {"shape": [1, 8, 8, 1], "datatype": "INT8", "data": [1000] * 64}),
+        (infer([1, 8, 8, 1], "UINT16", typed=("uint_contents", [70_000] * 64)),
+         {"shape": [1, 8, 8, 1], "datatype": "UINT16", "data": [70_000] * 64}),
+    ]
+    for request, tensor in cases:
+        error = _grpc_error(live_server.grpc_address, request)
+        status, _, body = post_json(live_server.url, "/v2/models/tiny/infer",
+                                    {"inputs": [{"name": "input", **tensor}]})
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and status == 422, body
+        assert error.details() == body["error"], tensor["datatype"]
+    out_of_range = _grpc_error(live_server.grpc_address, cases[1][0]).details()
+    assert "must lie in [-128, 127], received 1000" in out_of_range
+    both = infer([1, 8, 8, 1], raw=np.zeros(64, np.float32).tobytes(), typed=("fp32_contents", [1.0] * 64))
+    mixed = _grpc_error(live_server.grpc_address, both)  # which values would it compute? neither
+    assert mixed.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "both raw_input_contents and contents.fp32_contents" in mixed.details()
+
+
+def test_statistics_of_a_version_without_a_model_name_are_refused(live_server) -> None:
+    """gRPC can send a version without a name; the version was ignored and every model's answered."""
+    with grpc.insecure_channel(live_server.grpc_address) as channel, pytest.raises(grpc.RpcError) as refused:
+        service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
+            service_pb2.ModelStatisticsRequest(version="1"), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == "statistics of version '1' need a model name, received none"
+
+
+def test_names_longer_than_a_trailer_get_not_found_with_a_cut_message(live_server) -> None:
+    """A status message travels in a trailer; past 16 KiB the client dropped it (RESOURCE_EXHAUSTED)."""
+    with grpc.insecure_channel(live_server.grpc_address) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        long_version = service_pb2.ModelMetadataRequest(name="tiny", version="9" * 20_000)
+        for call in (lambda: stub.ModelReady(service_pb2.ModelReadyRequest(name="x" * 20_000), timeout=10),
+                     lambda: stub.ModelMetadata(long_version, timeout=10),
+                     lambda: health_pb2_grpc.HealthStub(channel).Check(
+                         health_pb2.HealthCheckRequest(service="y" * 20_000), timeout=10)):
+            with pytest.raises(grpc.RpcError) as raised:
+                call()
+            assert raised.value.code() == grpc.StatusCode.NOT_FOUND, raised.value.details()[:200]
+            assert raised.value.details().endswith("characters cut)") and len(raised.value.details()) <= 4000

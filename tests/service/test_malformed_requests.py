@@ -154,6 +154,10 @@ V2_CASES = [
     pytest.param(v2({"parameters": {"binary_data_size": True}}), 400, "binary_data_size True",
                  id="binary-size-boolean"),
     pytest.param(v2({}, id={"a": 1}), 400, "request id to be a string", id="id-object"),
+    pytest.param(v2({"datatype": "INT8", "data": [1000] * 64}), 422, "must lie in [-128, 127], received 1000",
+                 id="int8-out-of-range"),
+    pytest.param(v2({"datatype": "UINT8", "data": [-1] * 64}), 422, "must lie in [0, 255], received -1",
+                 id="uint8-negative"),
     pytest.param({"inputs": [7]}, 400, "exactly one input named", id="input-not-object"),
 ]
 
@@ -175,6 +179,16 @@ def test_v2_infer_non_ascii_or_odd_header_length_answers_400(client, value) -> N
     else:
         assert answer.status_code == 400, answer.text
         assert "Inference-Header-Content-Length must be" in answer.json()["error"]
+
+
+def test_v2_infer_with_both_data_and_binary_data_answers_400(client) -> None:
+    """Which values would run? Neither: refused, as gRPC refuses raw and typed contents together."""
+    header = json.dumps(v2({"parameters": {"binary_data_size": 256}})).encode()
+    answer = client.post("/v2/models/tiny/infer", content=header + np.ones(64, "<f4").tobytes(),
+                         headers={"Content-Type": "application/octet-stream",
+                                  "Inference-Header-Content-Length": str(len(header))})
+    assert answer.status_code == 400, answer.text
+    assert 'both "data" and parameters.binary_data_size' in answer.json()["error"]
 
 
 def test_predict_without_content_type_reads_json_as_tensorflow_serving_does(client, tiny_model) -> None:

@@ -56,6 +56,12 @@ def test_override_replaces_the_file(settings: ServeSettings, tmp_path: Path) -> 
     ({"version_policy": {"all": False}}, ["version_policy.all"]),
     ({"warmup": [1, 64]}, ["warmup batch sizes must be between 1 and max_batch_size 32", "[64]"]),
     ({"device": "tpu"}, ["device"]),
+    ({"labels": {"a/b": 1}}, ["labels.a/b", "String should match pattern"]),
+    ({"labels": {"prod": 0}}, ["labels.prod", "greater than or equal to 1"]),
+    ({"labels": {"prod": "2"}, "default_version": 1}, ["labels.prod", "valid integer", "'2'"]),
+    ({"labels": {"prod": True}}, ["labels.prod", "valid integer"]),
+    ({"labels": {"prod": 1.5}}, ["labels.prod", "valid integer"]),
+    ({"labels": ["stable"]}, ["labels", "valid dictionary"]),
 ])
 def test_bad_config_lists_every_problem(settings: ServeSettings, values: dict, fragments: list[str]) -> None:
     with pytest.raises(InvalidModelConfigError) as info:
@@ -63,6 +69,13 @@ def test_bad_config_lists_every_problem(settings: ServeSettings, values: dict, f
     assert info.value.status_code == 400
     for fragment in fragments:
         assert fragment in info.value.message
+
+
+def test_labels_map_names_to_versions_and_are_shown(settings: ServeSettings) -> None:
+    config = ModelConfig.for_model(settings, {"labels": {"stable": 1, "canary-2": 2, "prod_3": 3}})
+    assert config.labels == {"stable": 1, "canary-2": 2, "prod_3": 3}
+    assert config.public()["labels"] == {"stable": 1, "canary-2": 2, "prod_3": 3}
+    assert "labels" not in ModelConfig.for_model(settings).public()  # none configured: not shown
 
 
 def test_config_file_that_is_not_json_is_refused(settings: ServeSettings, tmp_path: Path) -> None:

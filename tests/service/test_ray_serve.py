@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -22,12 +23,16 @@ from typing import Any
 import numpy as np
 import onnxruntime
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("ray.serve")
 
 from ray import serve  # noqa: E402
 
 from service.ray_serve import APP_NAME, DEPLOYMENT_NAME  # noqa: E402
+from tests.fuzz.conftest import FUZZ_SETTINGS  # noqa: E402
+from tests.fuzz.strategies import encode, mutated, npy_bodies, predict_payloads  # noqa: E402
 from tests.service.conftest import REPO_ROOT, WrittenModel, free_port  # noqa: E402
 
 # Same ONNX Runtime kernels as the direct run; a batch merged by a replica's batcher may round
@@ -210,3 +215,106 @@ def test_killing_one_replica_fails_only_requests_in_flight_and_ray_replaces_it(
     after = _replica_pids(2)
     assert len(after) == 2 and victim not in after and len(after & before) == 1
     assert _ready_through_proxy(ray_served.port)
+
+
+def _npy(header: str, data: bytes = b"", version: tuple[int, int] = (1, 0)) -> bytes:
+    """A ``.npy`` body with this header dict text, padded as np.save pads it."""
+    text = header.encode() + b"\n"
+    length = struct.pack("<H" if version[0] == 1 else "<I", len(text))
+    return b"\x93NUMPY" + bytes(version) + length + text + data
+
+
+def _v2(tensor: dict[str, Any], **request: Any) -> bytes:
+    return json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8, 8, 1],
+                                   "data": [0.5] * 64, **tensor}], **request}).encode()
+
+
+JSON_TYPE: dict[str, str | bytes] = {"Content-Type": "application/json"}
+NPY_TYPE: dict[str, str | bytes] = {"Content-Type": "application/x-npy"}
+# The issue's cases, sent through Ray's proxy.
+MALFORMED_REQUESTS: list[tuple[str, bytes, dict[str, str | bytes]]] = [
+    ("/predict", b'{"instances": ' + b"[" * 3000 + b"]" * 3000 + b"}", JSON_TYPE),  # deep JSON
+    ("/predict", b'{"instances": [[[[' + b"1" * 6000 + b"]]]]}", JSON_TYPE),  # a 6,000-digit integer
+    ("/predict", b'{"instances": [{"input": [[[0.5]]]}, 1, null, [2]]}', JSON_TYPE),  # mixed instances
+    ("/predict", b'{"instances": [[[[0.5]], [[true]]]]}', JSON_TYPE),  # a boolean among numbers
+    ("/predict", b'{"instances": [[[[NaN]]]]}', JSON_TYPE),
+    ("/predict", b'{"instances": [[[[0.5]]]', JSON_TYPE),  # truncated
+    ("/predict", _npy("{'descr': '<f4', 'fortran_order': True, 'shape': (100000, 100000, 8, 1), }",
+                      b"\0" * 100), NPY_TYPE),  # claims 298 GiB
+    ("/predict", _npy("{'descr': '<f8', 'fortran_order': False, 'shape': (40000, 40000, 8, 1), }",
+                      b"\0" * 256, (3, 0)), NPY_TYPE),  # format 3.0, claims 95 GiB
+    ("/predict", b"\x93NUMPX\x01\x00" + b"\0" * 60, NPY_TYPE),  # bad magic
+    ("/predict", _npy("__import__('os').system('true')"), NPY_TYPE),
+    ("/predict", b"PK\x03\x04" + b"\0" * 60, NPY_TYPE),  # a .npz
+    ("/v2/models/tiny/infer", _v2({"shape": [2**62, 2**62, 8, 1], "data": []}), JSON_TYPE),  # overflows int64
+    ("/v2/models/tiny/infer", _v2({"shape": [True, 8, 8, 1]}), JSON_TYPE),  # booleans as dimensions
+    ("/v2/models/tiny/infer", _v2({"shape": [-1, 8, 8, 1]}), JSON_TYPE),
+    ("/v2/models/tiny/infer", _v2({"parameters": [1]}), JSON_TYPE),  # parameters that are not objects
+    ("/v2/models/tiny/infer", _v2({}, parameters="binary"), JSON_TYPE),
+    ("/v2/models/tiny/infer", _v2({"datatype": "INT8", "data": [1000] * 64}), JSON_TYPE),  # out of range
+    ("/v2/models/tiny/infer", _v2({"datatype": "BYTES"}), JSON_TYPE),
+    ("/v2/models/tiny/infer", _v2({}), {"Content-Type": "application/octet-stream",
+                                       "Inference-Header-Content-Length": "١٢".encode()}),  # non-ASCII digits
+    ("/v2/models/tiny/infer", _v2({"parameters": {"binary_data_size": 10**30}}),
+     {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "120"}),
+    ("/v2/models/nope/infer", _v2({}), JSON_TYPE),
+    ("/v2/repository/models/%00/load", b"{}", JSON_TYPE),
+    ("/predict", b"[[1]]", {"Content-Type": "text/plain"}),
+]
+
+
+def test_malformed_requests_through_ray_serve_get_json_4xx_and_the_connection_stays_correct(
+        ray_served: RayServed, direct_session: onnxruntime.InferenceSession) -> None:
+    """The issue's malformed bodies through Ray Serve's proxy: a JSON 4xx each, never a 5xx, and a
+    valid request on the same keep-alive connection right after is answered as ONNX Runtime computes."""
+    from tests.fuzz.conftest import Answer, assert_no_server_error
+
+    connection = http.client.HTTPConnection("127.0.0.1", ray_served.port, timeout=60)
+    rng = np.random.default_rng(15)
+    for path, body, headers in MALFORMED_REQUESTS:
+        connection.request("POST", path, body, headers)
+        answer = connection.getresponse()
+        result = Answer(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
+        assert_no_server_error(result)
+        assert result.status >= 400, (path, body[:80])
+        if result.headers.get("connection", "").lower() == "close":
+            connection.close()  # the server said so: http.client reconnects on the next request
+        x = rng.random((2, 8, 8, 1), dtype=np.float32)
+        connection.request("POST", "/predict", json.dumps({"instances": x.tolist()}), JSON_TYPE)
+        valid = connection.getresponse()
+        payload = valid.read()
+        assert valid.status == 200, (path, payload[:200])
+        expected = direct_session.run(None, {"input": x})[0]
+        np.testing.assert_allclose(json.loads(payload)["predictions"], expected, **TOLERANCE)
+    connection.close()
+
+
+RAY_SHAPE = (8, 8, 1)  # tiny_model's instance
+
+
+@settings(FUZZ_SETTINGS, max_examples=12)
+@given(request=st.one_of(
+    st.tuples(st.just("/predict"), predict_payloads(RAY_SHAPE).map(encode).flatmap(mutated),
+              st.just(JSON_TYPE)),
+    st.tuples(st.just("/predict"), npy_bodies(), st.just(NPY_TYPE))))
+def test_bodies_of_the_fuzz_strategies_through_ray_serve_get_no_5xx_and_the_connection_stays_correct(
+        ray_served: RayServed, direct_session: onnxruntime.InferenceSession,
+        request: tuple[str, bytes, dict[str, str | bytes]]) -> None:
+    """A dozen bodies drawn from the HTTP fuzz suite's strategies (tests/fuzz/strategies.py), with the
+    same assertions: no 5xx, JSON errors, the same connection then answers correctly."""
+    from tests.fuzz.conftest import Answer, assert_no_server_error
+
+    path, body, headers = request
+    connection = http.client.HTTPConnection("127.0.0.1", ray_served.port, timeout=60)
+    connection.request("POST", path, body, headers)
+    answer = connection.getresponse()
+    headers_received = {k.lower(): v for k, v in answer.getheaders()}
+    assert_no_server_error(Answer(answer.status, headers_received, answer.read()))
+    x = np.random.default_rng(len(body)).random((2, *RAY_SHAPE), dtype=np.float32)
+    connection.request("POST", "/predict", json.dumps({"instances": x.tolist()}), JSON_TYPE)
+    valid = connection.getresponse()
+    payload = valid.read()
+    connection.close()
+    assert valid.status == 200, payload[:200]
+    np.testing.assert_allclose(json.loads(payload)["predictions"], direct_session.run(None, {"input": x})[0],
+                               **TOLERANCE)

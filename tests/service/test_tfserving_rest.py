@@ -105,6 +105,58 @@ def test_predict_by_label_uses_the_labelled_version(client, repository, rng) -> 
                                    repository[f"digits/{version}"].reference(batch), **TOLERANCE)
 
 
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory,
+             ) -> Iterator[tuple[TestClient, dict[str, WrittenModel]]]:
+    """``labelled``: versions 1-3 on disk, 2 and 3 served, labels in its ``config.json`` (one of
+    them names version 1, which is not loaded); ``badlabels``: a label name the config refuses."""
+    root = tmp_path_factory.mktemp("labelled_repository")
+    written = {}
+    for version in (1, 2, 3):
+        path = root / "labelled" / str(version) / "model.onnx"
+        written[str(version)] = WrittenModel(path, write_classifier(path, seed=30 + version))
+    (root / "labelled" / "config.json").write_text(json.dumps({
+        "version_policy": {"specific": [2, 3]}, "default_version": 2,
+        "labels": {"stable": 3, "beta": 2, "retired": 1}}))
+    write_classifier(root / "badlabels" / "1" / "model.onnx", seed=40)
+    (root / "badlabels" / "config.json").write_text(json.dumps({"labels": {"to/day": 1}}))
+    settings = ServeSettings(model_repository=root, max_batch_size=8, device="cpu", threads=1)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client, written
+
+
+def test_configured_labels_name_versions_and_stable_canary_fall_back(labelled, rng) -> None:
+    client, written = labelled
+    batch = rng.random((2, 8, 8, 1)).astype(np.float32)
+    # stable and beta from the config (the fixed rule would make stable the default version 2);
+    # canary is not configured: the highest ready version
+    for label, version in (("stable", "3"), ("beta", "2"), ("canary", "3")):
+        status = client.get(f"/v1/models/labelled/labels/{label}")
+        assert status.status_code == 200 and status.json()["model_version_status"][0]["version"] == version
+        answer = client.post(f"/v1/models/labelled/labels/{label}:predict",
+                             json={"instances": batch.tolist()})
+        assert answer.status_code == 200 and answer.headers["x-model-version"] == version
+        np.testing.assert_allclose(answer.json()["predictions"], written[version].reference(batch),
+                                   **TOLERANCE)
+    metadata = client.get("/v1/models/labelled/labels/beta/metadata").json()
+    assert metadata["model_spec"]["version"] == "2"
+
+
+def test_unknown_and_unloaded_labels_are_404_and_a_bad_label_map_is_refused(labelled) -> None:
+    client, _ = labelled
+    unknown = client.post("/v1/models/labelled/labels/gamma:predict", json={"instances": []})
+    assert unknown.status_code == 404
+    error = unknown.json()["error"]
+    assert "'gamma'" in error and "['stable', 'canary', 'beta', 'retired']" in error
+    retired = client.post("/v1/models/labelled/labels/retired:predict",
+                          json={"instances": np.zeros((1, 8, 8, 1)).tolist()})
+    assert retired.status_code == 404 and "no version '1'" in retired.json()["error"]  # not served
+    assert client.get("/v1/models/labelled/labels/retired").status_code == 404
+    refused = client.get("/v1/models/badlabels/labels/stable")
+    assert refused.status_code == 503
+    assert "labels.to/day" in refused.json()["error"] and "pattern" in refused.json()["error"]
+
+
 def test_classify_answers_every_class_label_and_score_highest_first(client, repository, rng) -> None:
     batch = rng.random((3, 8, 8, 1)).astype(np.float32)
     request = {"signature_name": "serving_default", "examples": [{"input": x.tolist()} for x in batch]}
