@@ -5,6 +5,7 @@ environment reuse rules."""
 import io
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,25 +115,36 @@ def test_raw_connection_reads_chunked_answers_as_ray_serve_sends_them() -> None:
     thread.join(timeout=10)
 
 
-def test_bench_peers_keeps_the_rounds_measured_before_a_server_stops_answering(
-        tiny_model, tmp_path: Path, monkeypatch) -> None:
+def run_lc2d_failing(monkeypatch, tiny_model, tmp_path: Path, fails: Callable[[int], bool], rounds: str,
+                     concurrency: str) -> tuple[int, list[int], dict]:
+    """``bench_peers.main`` on lc2d alone, its n-th measurement (1-based) refused where ``fails(n)``.
+
+    Returns the exit code, the clients of every measurement tried and the model's JSON report.
+    """
     real, calls = bench_peers.drive_payloads, []
 
-    def refused_from_the_third_call(port, path, payloads, clients):  # noqa: ANN001, ANN202
+    def failing(port, path, payloads, clients):  # noqa: ANN001, ANN202
         calls.append(clients)
-        if len(calls) >= 3:  # as when Ray Serve's processes were stopped mid-run
+        if fails(len(calls)):
             raise ConnectionRefusedError(111, "Connection refused")
         return real(port, path, payloads, clients)
 
-    monkeypatch.setattr(bench_peers, "drive_payloads", refused_from_the_third_call)
+    monkeypatch.setattr(bench_peers, "drive_payloads", failing)
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     code = bench_peers.main(["--peers", "lc2d", "--models", str(tiny_model.path), "--requests", "12",
-                             "--rounds", "2", "--concurrency", "1,2", "--threads", "1",
+                             "--rounds", rounds, "--concurrency", concurrency, "--threads", "1",
                              "--out", str(tmp_path)])
+    (model,) = json.loads((tmp_path / "perf" / "peers.json").read_text())["models"]
+    return code, calls, model
+
+
+def test_bench_peers_keeps_the_rounds_measured_before_a_server_stops_answering(
+        tiny_model, tmp_path: Path, monkeypatch) -> None:
+    # from the third measurement on, as when Ray Serve's processes were stopped mid-run
+    code, calls, model = run_lc2d_failing(monkeypatch, tiny_model, tmp_path, lambda n: n >= 3, "2", "1,2")
     # the third call failed with the server still answering probes: one retry (call 4) failed too,
     # and after that the server is not driven again
     assert code == 0 and len(calls) == 4
-    (model,) = json.loads((tmp_path / "perf" / "peers.json").read_text())["models"]
     assert [(r["body"], r["round"]) for r in model["rounds"]] == [("v2-json", 0), ("v2-binary", 0)]
     assert "ConnectionRefusedError" in model["failures"]["lc2d"]["error"]
     assert "lc2d serve stopped answering" in (tmp_path / "peers.md").read_text()
@@ -140,21 +152,9 @@ def test_bench_peers_keeps_the_rounds_measured_before_a_server_stops_answering(
 
 def test_bench_peers_measures_once_more_after_one_refused_connection(tiny_model, tmp_path: Path,
                                                                      monkeypatch) -> None:
-    real, calls = bench_peers.drive_payloads, []
-
-    def refused_once(port, path, payloads, clients):  # noqa: ANN001, ANN202
-        calls.append(clients)
-        if len(calls) == 2:  # one connection refused under load; the server itself is fine
-            raise ConnectionResetError(104, "Connection reset by peer")
-        return real(port, path, payloads, clients)
-
-    monkeypatch.setattr(bench_peers, "drive_payloads", refused_once)
-    monkeypatch.setattr(sys, "stdout", io.StringIO())
-    code = bench_peers.main(["--peers", "lc2d", "--models", str(tiny_model.path), "--requests", "12",
-                             "--rounds", "1", "--concurrency", "1", "--threads", "1",
-                             "--out", str(tmp_path)])
+    # one connection refused under load; the server itself is fine
+    code, calls, model = run_lc2d_failing(monkeypatch, tiny_model, tmp_path, lambda n: n == 2, "1", "1")
     assert code == 0 and len(calls) == 3  # v2-json, v2-binary refused, v2-binary again
-    (model,) = json.loads((tmp_path / "perf" / "peers.json").read_text())["models"]
     assert [r["body"] for r in model["rounds"]] == ["v2-json", "v2-binary"] and not model["failures"]
-    assert "ConnectionResetError" in model["rounds"][1]["retried_after"]
-    assert "failed once (ConnectionResetError" in (tmp_path / "peers.md").read_text()
+    assert "ConnectionRefusedError" in model["rounds"][1]["retried_after"]
+    assert "failed once (ConnectionRefusedError" in (tmp_path / "peers.md").read_text()
