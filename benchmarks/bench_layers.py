@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import platform
 import shutil
@@ -78,6 +79,10 @@ class SuiteConfig:
     rounds: int = 3  # interleaved rounds in which a workload's ONNX files are timed side by side
     strategies: tuple[str, ...] | None = None  # ONNX exports to time; None: every lowering, auto, int8
     seed: int = 20261125
+    # each workload in a fresh process: what one workload's TensorFlow, tf_keras and ONNX Runtime
+    # allocations keep is handed back before the next (in one process a full run reached 20-24 GB
+    # and was killed for memory at DeepFace L4 / L5 on a 24 GB machine, 2026-12-02)
+    process_per_workload: bool = False
 
 
 def method_name(family: str, variant: str) -> str:
@@ -303,12 +308,41 @@ class Suite:
         self.floors = floors
         self.log = log
         self.records: list[dict[str, Any]] = []
+        self.failures: dict[str, str] = {}  # workload -> why its process ended early (process_per_workload)
         self.rng = np.random.default_rng(config.seed)
 
     def run(self) -> list[dict[str, Any]]:
         for name in self.config.workloads:
-            self.run_workload(all_workloads()[name])
+            if self.config.process_per_workload:
+                self.records += self.run_workload_in_child(name)
+            else:
+                self.run_workload(all_workloads()[name])
         return self.records
+
+    def run_workload_in_child(self, name: str) -> list[dict[str, Any]]:
+        """:meth:`run_workload` in a fresh Python process; its records, also those of a process
+        that died (each record is written as soon as it is made)."""
+        import pickle
+
+        with tempfile.TemporaryDirectory(prefix="lc2d-bench-") as folder:
+            job, spool = Path(folder) / "job.pickle", Path(folder) / "records.jsonl"
+            job.write_bytes(pickle.dumps((self.config, self.floors, name, str(spool))))
+            code = ("import sys; from benchmarks.bench_layers import run_workload_child as r; "
+                    "r(sys.argv[1])")
+            sys.stdout.flush()
+            returncode = subprocess.run([sys.executable, "-c", code, str(job)],
+                                        cwd=Path(__file__).resolve().parents[1]).returncode
+            records = ([json.loads(line) for line in spool.read_text().splitlines()]
+                       if spool.is_file() else [])
+        if returncode != 0:
+            how = (f"killed by signal {-returncode}" + (" (the kernel's out-of-memory killer?)"
+                                                         if returncode == -9 else "")
+                   if returncode < 0 else f"exit status {returncode}")
+            known = all_workloads().get(name)
+            self.failures[name] = (f"{known.title if known else name}: its process ended early ({how}); "
+                                   f"the {len(records)} measurements made before are kept")
+            self.log(f"== {self.failures[name]}")
+        return records
 
     def run_workload(self, workload: Workload) -> None:
         import keras
@@ -644,6 +678,34 @@ class PeakRss:
         self._thread.join()
 
 
+class _Spool(list[dict[str, Any]]):
+    """A record list that also appends each record to a JSON-lines file as it comes."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def append(self, record: dict[str, Any]) -> None:
+        super().append(record)
+        with self.path.open("a") as out:
+            out.write(json.dumps(record, default=_plain) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def run_workload_child(job: str) -> None:
+    """Entry point of a workload's process (:meth:`Suite.run_workload_in_child`)."""
+    import pickle
+
+    config, floors, name, spool = pickle.loads(Path(job).read_bytes())
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    suite = Suite(config, floors, lambda line: print(line, flush=True))
+    suite.records = _Spool(Path(spool))
+    suite.run_workload(all_workloads()[name])
+
+
 def run_suite(config: SuiteConfig, floors: MachineFloors | None = None, quick: bool = False,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure the floors (unless given) and every method; return the JSON-ready result, with the
@@ -667,7 +729,8 @@ def _run_measured(config: SuiteConfig, floors: MachineFloors | None, quick: bool
     if floors is None:
         floors = measure_floors(config.threads, *sizes)
     log(f"floors: matmul {floors.matmul_gflops:.1f} GFLOP/s, bandwidth {floors.bandwidth_gbs:.1f} GB/s")
-    records = Suite(config, floors, log).run()
+    suite = Suite(config, floors, log)
+    records = suite.run()
     info["load_average_end"] = list(os.getloadavg())
     floors_end = None
     if measured:  # the same measurement again: how far the machine drifted during the run
@@ -683,7 +746,8 @@ def _run_measured(config: SuiteConfig, floors: MachineFloors | None, quick: bool
                          "tf_keras_sparse_max_indices": config.tf_keras_sparse_max_indices,
                          "implementations": list(config.implementations),
                          "strategies": list(config.strategies) if config.strategies else None},
-            "results": records, "summary": summarize(records)}
+            "results": records, "summary": summarize(records),
+            "workload_failures": suite.failures}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

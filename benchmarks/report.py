@@ -253,7 +253,8 @@ def markdown(result: dict[str, Any], chart: str | None = "perf/chart.png") -> st
     quantized = int8_table(result["results"])
     if quantized:
         parts += ["### The opt-in int8 lowering: time and accuracy change", quantized]
-    parts += ["### Not run", reasons_list(result["results"])]
+    ended = [f"- {why}" for why in result.get("workload_failures", {}).values()]
+    parts += ["### Not run", "\n".join([reasons_list(result["results"]), *ended])]
     if chart:
         parts.append(f"![median time per workload and method, log scale]({chart})")
     return "\n\n".join(parts)

@@ -126,6 +126,7 @@ def build_config(args: argparse.Namespace, suite: Any, claims: dict[str, Any] | 
     if args.threads:
         kwargs["threads"] = args.threads
     kwargs["rounds"] = args.rounds or (2 if args.quick else 3)
+    kwargs["process_per_workload"] = len(shapes) > 1  # memory handed back between workloads
     if args.quick:
         kwargs["implementations"] = (1,)
     if claims is not None:

@@ -212,3 +212,19 @@ def test_bench_check_without_claims_or_write_claims_alone_exit_2(tmp_path: Path,
     assert "--check: Expected a claims file" in capsys.readouterr().err
     assert main(["bench", "--write-claims", "--out", str(tmp_path)]) == 2
     assert "--write-claims: expected together with --check" in capsys.readouterr().err
+
+
+def test_a_process_per_workload_gives_the_same_records_and_reports_a_process_that_died() -> None:
+    # "tiny" in a child process, then a workload whose process fails (an unknown name makes the
+    # child exit 1): the first's records come back, the second is reported, the run goes on
+    config = suite.SuiteConfig(workloads=("tiny", "no-such-workload"), batches=(1,), families=("onnx",),
+                               policy=TimingPolicy(budget_s=0.01, min_runs=3, max_runs=5, warmup=1),
+                               rounds=1, process_per_workload=True)
+    runner = suite.Suite(config, MachineFloors(RATE_GFLOPS, BANDWIDTH_GBS), log=lambda _: None)
+    records = runner.run()
+    assert {r["workload"] for r in records} == {"tiny"}
+    assert {"onnx local", "onnx auto"} <= {r["method"] for r in records if r["status"] == suite.OK}
+    assert all(r["max_rel_error"] < 1e-5 for r in records  # every float lowering matches Keras
+               if r["status"] == suite.OK and r["method"] != "onnx int8")
+    assert list(runner.failures) == ["no-such-workload"]
+    assert "its process ended early (exit status 1)" in runner.failures["no-such-workload"]
