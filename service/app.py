@@ -20,6 +20,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lc2d import __version__
+from service.api.bodies import responsive_interpreter_lock
 from service.api.fastpath import FastPathDispatch
 from service.api.routes import ROUTES
 from service.api.routing import build_router, install_error_handlers
@@ -73,7 +74,7 @@ def create_app(settings: ServeSettings, *, load_models: bool = True, serve_grpc:
         await plane.start()
         if grpc_server is not None:
             await grpc_server.start()
-        with _rescan_on_sighup(registry):
+        with _rescan_on_sighup(registry), responsive_interpreter_lock():
             yield
         if grpc_server is None:
             await plane.stop()

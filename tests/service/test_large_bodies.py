@@ -3,9 +3,9 @@
 A bounded run of ``scripts/liveness_under_large_bodies.py`` (4 clients x 1 body of 16 MiB; the
 full measurement, 4 clients x 32 MiB, is in docs/reliability.md). Timings are compared within
 the run: a health check during the flood must take well under the time of one large request
-(a body decoded on the event loop would stall it for most of that time; four bodies decoded by
-four threads at once made the event loop queue for the interpreter lock behind each of them,
-p99 0.23-0.4 of a request's time), and the server's
+(a body decoded on the event loop would stall it for most of that time; with Python's default
+5 ms switch interval the event loop waited up to 5 ms for the interpreter lock on every turn
+while a body was decoded, p99 0.22-0.24 of a request's time on a quiet machine), and the server's
 memory growth per body in flight must stay within 4x the body's size. The bodies are large
 enough that decoding dominates a request: with 4 MiB bodies a request took 0.1 s on a quiet
 machine, and a health check's fixed hiccups (54 ms) came close to half of it. One body is sent
