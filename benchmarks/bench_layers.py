@@ -704,6 +704,9 @@ def run_workload_child(job: str) -> None:
     suite = Suite(config, floors, lambda line: print(line, flush=True))
     suite.records = _Spool(Path(spool))
     suite.run_workload(all_workloads()[name])
+    # once more, whole: a record can gain fields after it was spooled (the tf_keras record gets
+    # its medians timed interleaved with the ONNX files, ``interleaved_round_medians_ms``)
+    Path(spool).write_text("".join(json.dumps(r, default=_plain) + "\n" for r in suite.records))
 
 
 def run_suite(config: SuiteConfig, floors: MachineFloors | None = None, quick: bool = False,

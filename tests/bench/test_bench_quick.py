@@ -217,7 +217,8 @@ def test_bench_check_without_claims_or_write_claims_alone_exit_2(tmp_path: Path,
 def test_a_process_per_workload_gives_the_same_records_and_reports_a_process_that_died() -> None:
     # "tiny" in a child process, then a workload whose process fails (an unknown name makes the
     # child exit 1): the first's records come back, the second is reported, the run goes on
-    config = suite.SuiteConfig(workloads=("tiny", "no-such-workload"), batches=(1,), families=("onnx",),
+    config = suite.SuiteConfig(workloads=("tiny", "no-such-workload"), batches=(1,),
+                               families=("tf_keras", "onnx"), implementations=(1,),
                                policy=TimingPolicy(budget_s=0.01, min_runs=3, max_runs=5, warmup=1),
                                rounds=1, process_per_workload=True)
     runner = suite.Suite(config, MachineFloors(RATE_GFLOPS, BANDWIDTH_GBS), log=lambda _: None)
@@ -226,5 +227,8 @@ def test_a_process_per_workload_gives_the_same_records_and_reports_a_process_tha
     assert {"onnx local", "onnx auto"} <= {r["method"] for r in records if r["status"] == suite.OK}
     assert all(r["max_rel_error"] < 1e-5 for r in records  # every float lowering matches Keras
                if r["status"] == suite.OK and r["method"] != "onnx int8")
+    # fields a record gains after it was made come back too: tf_keras timed in every ONNX round
+    (tf_keras,) = [r for r in records if r["method"] == "tf_keras impl 1"]
+    assert len(tf_keras["interleaved_round_medians_ms"]) == config.rounds
     assert list(runner.failures) == ["no-such-workload"]
     assert "its process ended early (exit status 1)" in runner.failures["no-such-workload"]
