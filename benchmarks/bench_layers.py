@@ -207,6 +207,28 @@ def export_onnx(reference: Any, strategy: str, workdir: Path) -> OnnxExport:
 
 
 Timed = tuple[np.ndarray, Timing] | str  # a file's output and timing, or why it failed
+ONNX_MEMORY_SHARE = 0.25  # an ONNX file whose intermediates need more of the machine's memory is not timed
+
+
+def onnx_memory_skip(reference: Any, strategy: str, batch: int) -> str | None:
+    """Why ``strategy``'s file is not timed at ``batch`` (its LocallyConnected2D intermediates,
+    as the registry predicts them, over a quarter of this machine's memory), or None.
+
+    ``sparse`` on DeepFace L4 at batch 64 needs 17.1 GB (products and taps): timing it took a full run's
+    processes to 23.8 GB on a 24 GB machine (2026-12-02).
+    """
+    import psutil
+
+    from export.lowerings import STRATEGIES
+
+    size = STRATEGIES[strategy].activation_bytes if strategy in STRATEGIES else None
+    layers = [layer for layer in reference.layers if type(layer).__name__ == "LocallyConnected2D"]
+    need = max((size(layer.geometry, batch) for layer in layers), default=0) if size else 0
+    limit = ONNX_MEMORY_SHARE * psutil.virtual_memory().total
+    if need <= limit:
+        return None
+    return (f"out of memory: its intermediates need {need / 1e9:.1f} GB at batch {batch} "
+            f"> a quarter of this machine's memory ({limit / 1e9:.1f} GB)")
 
 
 def time_onnx_files(paths: Sequence[Path], x: np.ndarray, threads: int, policy: TimingPolicy,
@@ -460,15 +482,19 @@ class Suite:
                     made = classify_error(err)
                 exports.append((strategy, made, time.perf_counter() - started))
                 self.log(f"  exported onnx {strategy} in {exports[-1][2]:.1f} s")
-            files = {strategy: made for strategy, made, _ in exports if isinstance(made, OnnxExport)}
+            exported = {strategy: made for strategy, made, _ in exports if isinstance(made, OnnxExport)}
             for batch in self.config.batches:
+                too_large = {s: why for s in exported if (why := onnx_memory_skip(reference, s, batch))}
+                files = {s: f for s, f in exported.items() if s not in too_large}
                 with self.best_tf_keras(workload, reference, batch, inputs[batch]) as between:
                     results, how = self.time_files([f.path for f in files.values()], inputs[batch], between)
                 timed = dict(zip(files, results, strict=True))
                 for strategy, made, setup_s in exports:
                     record = self.base_record(workload, "onnx", strategy, batch, costs[batch])
                     record["setup_s"] = round(setup_s, 3)
-                    if isinstance(made, OnnxExport):
+                    if strategy in too_large:
+                        record.update(status=SKIPPED, reason=too_large[strategy])
+                    elif isinstance(made, OnnxExport):
                         record.update(made.details, timed_as=how)
                         result = timed[strategy]
                         if isinstance(result, str):
