@@ -167,7 +167,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited {self.process.returncode}: {self.process.stdout.read()}")
+                output = self.process.stdout.read() if self.process.stdout else ""
+                raise RuntimeError(f"server exited {self.process.returncode}: {output}")
             try:
                 with urllib.request.urlopen(self.url + "/v2/health/live", timeout=1) as answer:
                     if answer.status == 200:
