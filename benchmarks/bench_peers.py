@@ -565,8 +565,8 @@ def markdown(result: dict[str, Any]) -> str:
     s, machine = result["settings"], result["machine"]
     lines = [f"Run of {result['generated_at']} (`{result['command']}`), {result['seconds']:.0f} s: "
              f"{machine['cores']} cores, load average {machine['load_start'][0]:.2f} at the start and "
-             f"{machine['load_end'][0]:.2f} at the end (1-minute `uptime` figures; other work was running "
-             f"on this shared machine). {s['requests']} requests per measurement ({s['reference_requests']} "
+             f"{machine['load_end'][0]:.2f} at the end (1-minute `uptime` figures, the servers and the "
+             f"load generator included). {s['requests']} requests per measurement ({s['reference_requests']} "
              f"for the reference example), {s['rounds']} interleaved "
              f"rounds, ONNX Runtime intra-op threads {s['threads']}, max batch {s['max_batch_size']}, "
              f"max delay {s['max_delay_ms']:g} ms. Loopback bandwidth {result['loopback_gbs']:.2f} GB/s.", "",
