@@ -28,6 +28,7 @@ import contextlib
 import gc
 import json
 import os
+import pickle
 import platform
 import shutil
 import statistics
@@ -221,9 +222,10 @@ def onnx_memory_skip(reference: Any, strategy: str, batch: int) -> str | None:
 
     from export.lowerings import STRATEGIES
 
-    size = STRATEGIES[strategy].activation_bytes if strategy in STRATEGIES else None
-    layers = [layer for layer in reference.layers if type(layer).__name__ == "LocallyConnected2D"]
-    need = max((size(layer.geometry, batch) for layer in layers), default=0) if size else 0
+    if strategy not in STRATEGIES:  # auto: its picks are timed within the memory budget
+        return None
+    need = max((STRATEGIES[strategy].intermediate_bytes(layer.geometry, batch) for layer in reference.layers
+                if type(layer).__name__ == "LocallyConnected2D"), default=0)
     limit = ONNX_MEMORY_SHARE * psutil.virtual_memory().total
     if need <= limit:
         return None
@@ -256,8 +258,6 @@ def time_in_child(module: str, paths: Sequence[Path], x: np.ndarray, policy: Tim
                   between: Callable[[int], object] | None = None) -> list[Timed]:
     """Runs timer ``module`` on ``paths`` in a fresh process (``env`` added to this one's) and reads
     what it wrote; ``between``: see :func:`time_onnx_files` (``arguments`` must ask for it)."""
-    import json
-
     with tempfile.TemporaryDirectory(prefix="lc2d-timer-") as folder:
         work = Path(folder)
         np.save(work / "batch.npy", x)
@@ -344,8 +344,6 @@ class Suite:
     def run_workload_in_child(self, name: str) -> list[dict[str, Any]]:
         """:meth:`run_workload` in a fresh Python process; its records, also those of a process
         that died (each record is written as soon as it is made)."""
-        import pickle
-
         with tempfile.TemporaryDirectory(prefix="lc2d-bench-") as folder:
             job, spool = Path(folder) / "job.pickle", Path(folder) / "records.jsonl"
             job.write_bytes(pickle.dumps((self.config, self.floors, name, str(spool))))
@@ -723,8 +721,6 @@ def _plain(value: Any) -> Any:
 
 def run_workload_child(job: str) -> None:
     """Entry point of a workload's process (:meth:`Suite.run_workload_in_child`)."""
-    import pickle
-
     config, floors, name, spool = pickle.loads(Path(job).read_bytes())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     suite = Suite(config, floors, lambda line: print(line, flush=True))

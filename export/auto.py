@@ -160,8 +160,7 @@ def too_large_at(strategy: str, geo: LocalGeometry, batches: tuple[int, ...]) ->
     ``sparse`` strategy's products need 16 GB for DeepFace L4 at batch 64, and timing them
     killed a full ``lc2d bench`` for memory on a 24 GB machine.
     """
-    size = STRATEGIES[strategy].activation_bytes
-    return {b for b in batches if size is not None and size(geo, b) > MEMORY_BUDGET_BYTES}
+    return {b for b in batches if STRATEGIES[strategy].intermediate_bytes(geo, b) > MEMORY_BUDGET_BYTES}
 
 
 def least_worst_slowdown(timings: dict[str, dict[str, float]]) -> str:

@@ -78,6 +78,10 @@ class Strategy:
     combines: tuple[str, ...] = ()
     activation_bytes: Callable[[LocalGeometry, int], int] | None = None
 
+    def intermediate_bytes(self, geo: LocalGeometry, batch: int) -> int:
+        """Bytes of its batch-dependent intermediates at ``batch`` (0 when it does not say)."""
+        return self.activation_bytes(geo, batch) if self.activation_bytes else 0
+
     def refusal(self, layer: Any, ctx: LoweringContext) -> ExportError | None:
         """Why this strategy cannot lower ``layer`` under ``ctx``, or None when it can."""
         return self.feasibility(layer, ctx)
