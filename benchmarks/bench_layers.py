@@ -77,7 +77,7 @@ class SuiteConfig:
     policy: TimingPolicy = field(default_factory=TimingPolicy)
     tf_keras_sparse_max_indices: int = TF_KERAS_SPARSE_MAX_INDICES
     implementations: tuple[int, ...] = IMPLEMENTATIONS  # of tf_keras and Keras; the others are skipped
-    rounds: int = 3  # interleaved rounds in which a workload's ONNX files are timed side by side
+    rounds: int = 7  # interleaved rounds in which a workload's ONNX files are timed side by side
     strategies: tuple[str, ...] | None = None  # ONNX exports to time; None: every lowering, auto, int8
     seed: int = 20261125
     # each workload in a fresh process: what one workload's TensorFlow, tf_keras and ONNX Runtime

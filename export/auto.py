@@ -12,8 +12,11 @@ minutes, so candidates timed one after the other compare the machine as much as 
 such export kept ``local`` for DeepFace L6, 10.3 ms at batch 64, where ``adaptive`` ran in 5.3 ms
 in the same bench). All candidates' sessions are loaded at once and timed in
 ``DEFAULT_AUTO_ROUNDS`` rounds; in each round every candidate runs once untimed (its weights back
-in cache after the others ran), then a few timed runs, the order rotating each round. A
-candidate's time at a batch size is the median of its runs over every round. Sessions stop their
+in cache after the others ran), then timed runs for at least ``SHARE_MIN_S`` (a sub-millisecond
+graph runs dozens of times: three runs of one were too few), the order rotating each round. The
+choice compares candidates *within* rounds: a candidate's slowdown at a batch size is the median
+over rounds of its time over the best time of that round, so a drift between rounds cancels.
+The times recorded in the export are each candidate's median over its rounds. Sessions stop their
 threads spinning when a run ends, as the server's do, so an idle session does not slow the next.
 After the first round, candidates over ``DROP_FACTOR`` times the best at every batch size stop
 being timed (their first-round times are kept): a hopeless candidate costs one round, not three.
@@ -40,9 +43,10 @@ from export.runtime import make_session
 from models.geometry import LocalGeometry
 
 DEFAULT_AUTO_BATCHES = (1, 64)
-DEFAULT_AUTO_ROUNDS = 3
-RUNS_PER_ROUND = 3  # timed runs of each candidate per batch size and round (at least one)
-ROUND_BUDGET_S = 0.6  # a candidate's timed runs stop after this long in one round
+DEFAULT_AUTO_ROUNDS = 5
+RUNS_PER_ROUND = 3  # at least this many timed runs of each candidate per batch size and round
+SHARE_MIN_S = 0.02  # ... and more until this long has passed in the share
+ROUND_BUDGET_S = 0.6  # no run starts after this long in one share (beyond the first RUNS_PER_ROUND)
 DROP_FACTOR = 3.0  # slower than this times the best at every batch size: no more rounds
 TIE_MARGIN = 0.10  # worst-case slowdowns this close to the least one count as a tie
 MEMORY_BUDGET_BYTES = 2 << 30  # a candidate whose intermediates need more at a batch size is not timed there
@@ -69,11 +73,38 @@ def single_layer_model(layer: Any, strategy: str, ctx: LoweringContext) -> onnx.
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", ctx.opset)])
 
 
+@dataclass(frozen=True)
+class CandidateTimes:
+    """Per candidate and batch size, its median time (ms) in each round it was timed in."""
+
+    rounds: dict[str, dict[int, list[float]]]
+
+    def medians(self) -> dict[str, dict[str, float]]:
+        """Each candidate's median over its rounds per batch size (what the export records)."""
+        return {name: {str(b): round(statistics.median(r), 4) for b, r in per_batch.items() if r}
+                for name, per_batch in self.rounds.items()}
+
+    def paired_slowdowns(self) -> dict[str, dict[str, float]]:
+        """Per candidate and batch size, the median over rounds of its time over the best time of
+        the same round: the comparison within rounds, where the machine's drift cancels."""
+        best: dict[int, list[float]] = {}  # per batch size, the least time of each round
+        for per_batch in self.rounds.values():
+            for b, runs in per_batch.items():
+                least = best.setdefault(b, [])
+                for r, t in enumerate(runs):
+                    if r == len(least):
+                        least.append(t)
+                    least[r] = min(least[r], t)
+        return {name: {str(b): statistics.median(t / best[b][r] for r, t in enumerate(runs))
+                       for b, runs in per_batch.items() if runs}
+                for name, per_batch in self.rounds.items()}
+
+
 def time_candidates(models: Mapping[str, Callable[[], onnx.ModelProto]], input_shape: tuple[int, ...],
                     provider: str, batches: tuple[int, ...] = DEFAULT_AUTO_BATCHES,
                     rounds: int = DEFAULT_AUTO_ROUNDS,
-                    untimed: Mapping[str, set[int]] | None = None) -> dict[str, dict[str, float]]:
-    """Median wall time (ms) of one ORT run of each model per batch size, timed interleaved.
+                    untimed: Mapping[str, set[int]] | None = None) -> CandidateTimes:
+    """Each model's median wall time (ms) of one ORT run per batch size and round, timed interleaved.
 
     ``untimed`` names the batch sizes at which a model is not run (too much memory); its result
     has no entry for them.
@@ -81,11 +112,10 @@ def time_candidates(models: Mapping[str, Callable[[], onnx.ModelProto]], input_s
     ``models`` maps each candidate to a function building its model: each is built, loaded and
     dropped in turn, so only the sessions are held at once. See the module docstring: every
     session loaded at once, ``rounds`` rounds with the order rotating, each share a warm-up run
-    then ``RUNS_PER_ROUND`` timed runs within ``ROUND_BUDGET_S``; hopeless candidates are dropped
-    after the first round. After each share an untimed run at the smallest batch with ONNX
-    Runtime's arena shrinkage hands the share's activation memory back: otherwise every session
-    keeps its peak (DeepFace L4 at batch 64: about 1.5 GB each; an export holding all of them
-    was killed for memory).
+    then timed runs (:func:`timed_runs`); hopeless candidates are dropped after the first round.
+    After each share an untimed run at the smallest batch with ONNX Runtime's arena shrinkage
+    hands the share's activation memory back: otherwise every session keeps its peak (DeepFace L4
+    at batch 64: about 1.5 GB each; an export holding all of them was killed for memory).
     """
     if rounds < 1:
         raise ValueError(f"Expected rounds >= 1. Received: rounds={rounds}")
@@ -106,29 +136,32 @@ def time_candidates(models: Mapping[str, Callable[[], onnx.ModelProto]], input_s
             start = round_ % len(live)
             for name in live[start:] + live[:start]:
                 if batch in times[name]:
-                    times[name][batch] += timed_runs(sessions[name], inputs[batch])
+                    times[name][batch].append(statistics.median(timed_runs(sessions[name], inputs[batch])))
                     sessions[name].run(None, {"x": inputs[min(batches)]}, shrink)
         if round_ == 0:
             live = still_competitive(times, live)
-    return {name: {str(b): round(statistics.median(r), 4) for b, r in runs.items()}
-            for name, runs in times.items()}
+    return CandidateTimes(times)
 
 
 def timed_runs(session: Any, x: np.ndarray) -> list[float]:
-    """One untimed run, then up to ``RUNS_PER_ROUND`` timed runs (ms) within ``ROUND_BUDGET_S``."""
+    """One untimed run, then timed runs (ms): at least one, ``RUNS_PER_ROUND`` unless that takes
+    over ``ROUND_BUDGET_S``, and more until ``SHARE_MIN_S`` has passed."""
     feed = {"x": x}
     session.run(None, feed)
     runs: list[float] = []
-    deadline = time.perf_counter() + ROUND_BUDGET_S
-    while len(runs) < RUNS_PER_ROUND and (not runs or time.perf_counter() < deadline):
+    begin = time.perf_counter()
+    while True:
         start = time.perf_counter()
         session.run(None, feed)
         runs.append((time.perf_counter() - start) * 1e3)
-    return runs
+        spent = time.perf_counter() - begin
+        if spent >= ROUND_BUDGET_S or (len(runs) >= RUNS_PER_ROUND and spent >= SHARE_MIN_S):
+            return runs
 
 
 def still_competitive(times: dict[str, dict[int, list[float]]], live: list[str]) -> list[str]:
-    """The candidates within ``DROP_FACTOR`` of the best at some batch size (medians so far)."""
+    """The candidates within ``DROP_FACTOR`` of the best at some batch size (medians of their
+    round times so far)."""
     medians = {name: {b: statistics.median(runs) for b, runs in times[name].items()} for name in live}
     best: dict[int, float] = {}
     for per_batch in medians.values():
@@ -142,15 +175,16 @@ def choose_strategy(layer: Any, ctx: LoweringContext, provider: str,
                     rounds: int = DEFAULT_AUTO_ROUNDS) -> AutoChoice:
     """Time each candidate strategy of ``layer`` per batch size, interleaved, and keep the best.
 
-    The choice minimises the worst ratio, over the batch sizes, of a candidate's time to the
-    best candidate's time at that batch size.
+    The choice minimises the worst slowdown, over the batch sizes, of a candidate against the
+    best candidate at that batch size, each slowdown paired within rounds
+    (:meth:`CandidateTimes.paired_slowdowns`).
     """
     geo = geometry_of(layer)
     untimed = {s: too_large_at(s, geo, batches) for s in auto_candidates(layer, ctx)}
     models = {s: partial(single_layer_model, layer, s, ctx) for s, skip in untimed.items()
               if len(skip) < len(batches)}
-    timings = time_candidates(models, geo.input_shape(), provider, batches, rounds, untimed)
-    return AutoChoice(least_worst_slowdown(timings), timings)
+    times = time_candidates(models, geo.input_shape(), provider, batches, rounds, untimed)
+    return AutoChoice(least_worst_slowdown(times.paired_slowdowns()), times.medians())
 
 
 def too_large_at(strategy: str, geo: LocalGeometry, batches: tuple[int, ...]) -> set[int]:
@@ -164,7 +198,8 @@ def too_large_at(strategy: str, geo: LocalGeometry, batches: tuple[int, ...]) ->
 
 
 def least_worst_slowdown(timings: dict[str, dict[str, float]]) -> str:
-    """The strategy whose largest slowdown against the per-batch best is smallest.
+    """The strategy whose largest slowdown against the per-batch best is smallest (``timings``:
+    times or slowdowns per strategy and batch size; a missing batch size is infinitely slow).
 
     A tie (within :data:`TIE_MARGIN` of the least worst-case slowdown) goes to a strategy that
     combines others (``adaptive``), then to the least. Why: ``adaptive`` runs ``local``'s graph

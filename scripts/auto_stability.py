@@ -4,9 +4,12 @@ For each layer shape of the benchmark (``benchmarks.workloads``; default ref1 re
 builds the one-layer model as ``lc2d bench`` does (seeded weights, random biases), exports
 ``auto`` ``--repeats`` times (each export times its candidates afresh) and every float strategy
 once, then times every strategy's file side by side in one fresh process, in interleaved rounds
-(:func:`benchmarks.bench_layers.time_onnx_files`), at each batch size. A pick holds at a batch
-size when its strategy's time is within ``--tolerance`` (10 %) of the fastest strategy's in that
-same timing. Prints a table and writes ``docs/perf/auto_stability.json``.
+(:func:`benchmarks.bench_layers.time_onnx_files`), at each batch size; a file whose intermediates
+need more than a quarter of the machine's memory is not timed there, as in ``lc2d bench``
+(:func:`benchmarks.bench_layers.onnx_memory_skip`). A pick holds at a batch size when its
+strategy's time is within ``--tolerance`` (10 %) of the fastest strategy's, as the median over
+rounds of the ratio within each round (:func:`benchmarks.timing.paired_ratio`). Prints a table
+and writes ``docs/perf/auto_stability.json``.
 
 Usage:
     .venv/bin/python scripts/auto_stability.py                       # ~10 minutes on 2 cores
@@ -34,8 +37,8 @@ sys.path.insert(0, str(REPO_ROOT))
 def check_shape(name: str, repeats: int, batches: tuple[int, ...], rounds: int, tolerance: float,
                 threads: int, workdir: Path) -> dict[str, Any]:
     """Picks of ``repeats`` auto exports of one shape and how each compares with the fastest."""
-    from benchmarks.bench_layers import randomize, time_onnx_files
-    from benchmarks.timing import Timing, TimingPolicy
+    from benchmarks.bench_layers import onnx_memory_skip, randomize, time_onnx_files
+    from benchmarks.timing import Timing, TimingPolicy, paired_ratio
     from benchmarks.workloads import all_workloads
     from export import ExportOptions, to_onnx
     from export.lowerings import auto_candidates
@@ -52,29 +55,40 @@ def check_shape(name: str, repeats: int, batches: tuple[int, ...], rounds: int, 
         export_s.append(round(time.perf_counter() - started, 2))
         picks.append(report.layers[0]["lowering"])
         export_timings.append(report.layers[0].get("timings_ms"))
-    paths = []
     for strategy in strategies:
-        paths.append(workdir / f"{name}-{strategy}.onnx")
-        to_onnx(model, paths[-1], ExportOptions(policy=strategy, check=False))
+        to_onnx(model, workdir / f"{name}-{strategy}.onnx", ExportOptions(policy=strategy, check=False))
     rng = np.random.default_rng(0)
     timings: dict[str, dict[str, float]] = {s: {} for s in strategies}
+    rounds_ms: dict[str, dict[str, list[float]]] = {s: {} for s in strategies}
+    skipped: dict[str, dict[str, str]] = {}
     for batch in batches:
         x = rng.standard_normal((batch, *model.input_shape[1:])).astype(np.float32)
-        results = time_onnx_files(paths, x, threads, TimingPolicy(budget_s=1.0), rounds)
-        for strategy, result in zip(strategies, results, strict=True):
+        timed = []
+        for strategy in strategies:
+            if reason := onnx_memory_skip(model, strategy, batch):
+                skipped.setdefault(strategy, {})[str(batch)] = reason
+            else:
+                timed.append(strategy)
+        results = time_onnx_files([workdir / f"{name}-{s}.onnx" for s in timed], x, threads,
+                                  TimingPolicy(budget_s=1.0), rounds)
+        for strategy, result in zip(timed, results, strict=True):
             if not isinstance(result, str):
                 timing: Timing = result[1]
                 timings[strategy][str(batch)] = timing.median_ms
-    ratios = {}
+                rounds_ms[strategy][str(batch)] = list(timing.round_medians_ms)
+    ratios = {}  # None: the pick was not timed at that batch size
     for pick in sorted(set(picks)):
-        ratios[pick] = {b: timings[pick][b] / min(t[b] for t in timings.values() if b in t)
+        ratios[pick] = {b: paired_ratio(rounds_ms[pick].get(b, []),
+                                        [r[b] for r in rounds_ms.values() if b in r])
                         for b in map(str, batches)}
-    holds = {pick: all(r <= 1 + tolerance for r in per_batch.values()) for pick, per_batch in ratios.items()}
+    holds = {pick: all(r is not None and r <= 1 + tolerance for r in per_batch.values())
+             for pick, per_batch in ratios.items()}
     for path in workdir.glob(f"{name}-*.onnx"):
         path.unlink()
     return {"shape": name, "picks": picks, "pick_counts": dict(Counter(picks)), "export_s": export_s,
             "export_timings_ms": export_timings,
-            "timings_ms": timings, "pick_over_fastest": ratios, "holds": holds,
+            "timings_ms": timings, "round_medians_ms": rounds_ms, "not_timed": skipped,
+            "pick_over_fastest": ratios, "holds": holds,
             "all_hold": all(holds[p] for p in picks)}
 
 
@@ -83,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", nargs="+", default=["ref1", "ref2", "L4", "L5", "L6"])
     parser.add_argument("--repeats", type=int, default=5, help="auto exports per shape (default 5)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the check timing")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the check timing (7)")
     parser.add_argument("--tolerance", type=float, default=0.10, help="allowed slowdown of a pick (0.10)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json-out", type=Path, default=REPO_ROOT / "docs" / "perf" / "auto_stability.json")
@@ -96,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             result = check_shape(name, args.repeats, tuple(args.batch), args.rounds, args.tolerance,
                                  args.threads, Path(folder))
             results.append(result)
-            ratio_text = "; ".join(f"{p}: " + ", ".join(f"b{b} {r:.2f}×" for b, r in rs.items())
+            ratio_text = "; ".join(f"{p}: " + ", ".join(f"b{b} {'—' if r is None else f'{r:.2f}×'}"
+                                                        for b, r in rs.items())
                                    for p, rs in result["pick_over_fastest"].items())
             print(f"{name:5} picks {result['pick_counts']}  pick/fastest {ratio_text}  "
                   f"{'holds' if result['all_hold'] else 'DOES NOT HOLD'}", flush=True)

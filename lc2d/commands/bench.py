@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a short subset (a few minutes on 2 quiet cores, far longer on a loaded "
                              "machine; times in docs/performance.md): reference layer 1 and DeepFace "
                              "L6, implementation 1 of tf_keras and Keras with every ONNX lowering, short "
-                             "timings, 2 rounds, smaller floor measurements")
+                             "timings, 3 rounds, smaller floor measurements")
     parser.add_argument("--check", action="store_true",
                         help="re-measure the claims the README quotes (OUT/perf/claims.json, else the last "
                              "full run's OUT/perf/bench.json) side by side: auto and the fastest tf_keras "
@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: 1.0 (--quick: 0.2)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="interleaved rounds in which the ONNX files of one workload and batch are "
-                             "timed side by side (each gets --budget-s over all rounds); default: 3 "
-                             "(--quick: 2)")
+                             "timed side by side (each gets --budget-s over all rounds); default: 7 "
+                             "(--quick: 3)")
     parser.add_argument("--tf-keras-sparse-max-indices", type=int, default=None,
                         help="skip tf_keras implementation 3 above this many sparse indices (its index "
                              "build is pure Python); default: 2,000,000 (--quick: 200,000)")
@@ -125,7 +125,7 @@ def build_config(args: argparse.Namespace, suite: Any, claims: dict[str, Any] | 
                               or (200_000 if args.quick else suite.TF_KERAS_SPARSE_MAX_INDICES)}
     if args.threads:
         kwargs["threads"] = args.threads
-    kwargs["rounds"] = args.rounds or (2 if args.quick else 3)
+    kwargs["rounds"] = args.rounds or (3 if args.quick else 7)
     kwargs["process_per_workload"] = len(shapes) > 1  # memory handed back between workloads
     if args.quick:
         kwargs["implementations"] = (1,)

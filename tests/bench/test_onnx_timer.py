@@ -13,7 +13,7 @@ from lc2d.commands.bench import load_suite
 suite = load_suite()
 from benchmarks.floors import _two_input_model  # noqa: E402
 from benchmarks.onnx_timer import interleaved  # noqa: E402
-from benchmarks.timing import Timing, TimingPolicy, round_policy  # noqa: E402
+from benchmarks.timing import Timing, TimingPolicy, paired_ratio, round_policy  # noqa: E402
 
 
 def test_round_policy_divides_the_budget_and_keeps_one_warmup_after_the_first_round() -> None:
@@ -23,6 +23,15 @@ def test_round_policy_divides_the_budget_and_keeps_one_warmup_after_the_first_ro
     assert (later.min_runs, later.warmup) == (2, 1)
     with pytest.raises(ValueError, match="rounds >= 1"):
         round_policy(policy, 0, first=True)
+
+
+def test_paired_ratio_compares_within_rounds() -> None:
+    # the machine was 3x slower in the second round: per round, a is 1.1x, 1.1x and 0.9x the best other
+    a, b, c = [1.1, 3.3, 0.9], [1.0, 3.0, 2.0], [2.0, 6.0, 1.0]
+    assert paired_ratio(a, [b, c]) == pytest.approx(1.1)
+    assert paired_ratio(b, [a, b, c]) == pytest.approx(1.0)  # b was the fastest in two rounds of three
+    assert paired_ratio([2.0, 2.0, 2.0], [[1.0]]) == pytest.approx(2.0)  # rounds without a rival are left out
+    assert paired_ratio([2.0], []) is None
 
 
 def test_interleaved_rotates_the_order_and_drops_failing_calls() -> None:

@@ -36,13 +36,42 @@ def test_time_candidates_times_every_candidate_at_every_batch_and_ranks_a_much_s
 
     monkeypatch.setattr(auto, "timed_runs", counting)
     models = {"light": lambda: chain(0), "heavy": lambda: chain(100)}
-    timings = auto.time_candidates(models, (256,), "CPUExecutionProvider", batches=(1, 8), rounds=3)
+    times = auto.time_candidates(models, (256,), "CPUExecutionProvider", batches=(1, 8), rounds=3)
+    assert [len(times.rounds["light"][b]) for b in (1, 8)] == [3, 3]  # one median per round it ran in
+    assert [len(times.rounds["heavy"][b]) for b in (1, 8)] == [1, 1]
+    timings = times.medians()
     assert set(timings) == {"light", "heavy"} and all(set(t) == {"1", "8"} for t in timings.values())
     # 100 chained 256x256 MatMuls against one Relu: hundreds of times slower, on any load
     assert all(timings["heavy"][b] > auto.DROP_FACTOR * timings["light"][b] for b in ("1", "8"))
     # the light one ran every round at both batch sizes; the heavy one only in the first round
     assert sorted(calls.values()) == [2, 2 * 3]
     assert auto.least_worst_slowdown(timings) == "light"
+    assert auto.least_worst_slowdown(times.paired_slowdowns()) == "light"
+
+
+def test_timed_runs_of_a_fast_graph_fill_the_share_and_a_slow_one_stops_at_the_budget(monkeypatch) -> None:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(chain(0).SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((1, 256)).astype(np.float32)
+    runs = auto.timed_runs(session, x)
+    # a Relu of 256 floats takes microseconds: far more than RUNS_PER_ROUND runs within SHARE_MIN_S
+    assert len(runs) > 10 * auto.RUNS_PER_ROUND and sum(runs) / 1e3 < auto.ROUND_BUDGET_S
+    monkeypatch.setattr(auto, "ROUND_BUDGET_S", 0.0)  # every run is over the budget: one run only
+    assert len(auto.timed_runs(session, x)) == 1
+
+
+def test_paired_slowdowns_compare_candidates_within_rounds() -> None:
+    # the machine ran 3x slower in rounds 1 and 2; y was 10 % slower than x in two rounds of three
+    # and 3 % faster in the last: the medians over rounds (x 3.0, y 2.9) would pick y
+    times = auto.CandidateTimes({"x": {1: [1.0, 3.0, 3.0]}, "y": {1: [1.1, 3.3, 2.9]},
+                                 "hopeless": {1: [5.0]}})  # dropped after the first round
+    slowdowns = times.paired_slowdowns()
+    assert slowdowns["x"]["1"] == 1.0 and slowdowns["y"]["1"] == pytest.approx(1.1)
+    assert slowdowns["hopeless"]["1"] == 5.0
+    assert times.medians() == {"x": {"1": 3.0}, "y": {"1": 2.9}, "hopeless": {"1": 5.0}}
+    assert auto.least_worst_slowdown(times.medians()) == "y"
+    assert auto.least_worst_slowdown(slowdowns) == "x"
 
 
 def test_time_candidates_refuses_zero_rounds() -> None:
