@@ -8,7 +8,10 @@ once, then times every strategy's file side by side in one fresh process, in int
 need more than a quarter of the machine's memory is not timed there, as in ``lc2d bench``
 (:func:`benchmarks.bench_layers.onnx_memory_skip`). A pick holds at a batch size when its
 strategy's time is within ``--tolerance`` (10 %) of the fastest strategy's, as the median over
-rounds of the ratio within each round (:func:`benchmarks.timing.paired_ratio`). Prints a table
+rounds of the ratio within each round (:func:`benchmarks.timing.paired_ratio`), the rounds of
+``--processes`` (2) timing processes pooled, the order of the files reversed in every other one:
+the same graph loaded in another process can time a few per cent apart for that process's life
+(DeepFace L6 at batch 1: ``adaptive`` over ``local`` 1.16 in one process, 1.00 in the next). Prints a table
 and writes ``docs/perf/auto_stability.json``.
 
 Usage:
@@ -34,8 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 
-def check_shape(name: str, repeats: int, batches: tuple[int, ...], rounds: int, tolerance: float,
-                threads: int, workdir: Path) -> dict[str, Any]:
+def check_shape(name: str, repeats: int, batches: tuple[int, ...], rounds: int, processes: int,
+                tolerance: float, threads: int, workdir: Path) -> dict[str, Any]:
     """Picks of ``repeats`` auto exports of one shape and how each compares with the fastest."""
     from benchmarks.bench_layers import onnx_memory_skip, randomize, time_onnx_files
     from benchmarks.timing import Timing, TimingPolicy, paired_ratio
@@ -69,13 +72,19 @@ def check_shape(name: str, repeats: int, batches: tuple[int, ...], rounds: int, 
                 skipped.setdefault(strategy, {})[str(batch)] = reason
             else:
                 timed.append(strategy)
-        results = time_onnx_files([workdir / f"{name}-{s}.onnx" for s in timed], x, threads,
-                                  TimingPolicy(budget_s=1.0), rounds)
-        for strategy, result in zip(timed, results, strict=True):
-            if not isinstance(result, str):
-                timing: Timing = result[1]
-                timings[strategy][str(batch)] = timing.median_ms
-                rounds_ms[strategy][str(batch)] = list(timing.round_medians_ms)
+        medians: dict[str, list[float]] = {s: [] for s in timed}
+        for child in range(processes):  # the order reversed in every other process
+            order = timed if child % 2 == 0 else timed[::-1]
+            results = time_onnx_files([workdir / f"{name}-{s}.onnx" for s in order], x, threads,
+                                      TimingPolicy(budget_s=1.0), rounds)
+            for strategy, result in zip(order, results, strict=True):
+                if not isinstance(result, str):
+                    timing: Timing = result[1]
+                    medians[strategy].append(timing.median_ms)
+                    rounds_ms[strategy].setdefault(str(batch), []).extend(timing.round_medians_ms)
+        for strategy, per_process in medians.items():
+            if per_process:
+                timings[strategy][str(batch)] = float(np.median(per_process))
     ratios = {}  # None: the pick was not timed at that batch size
     for pick in sorted(set(picks)):
         ratios[pick] = {b: paired_ratio(rounds_ms[pick].get(b, []),
@@ -98,17 +107,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="auto exports per shape (default 5)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the check timing (7)")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="timing processes per shape and batch, the order of the files reversed in "
+                             "every other one; their rounds are pooled (2)")
     parser.add_argument("--tolerance", type=float, default=0.10, help="allowed slowdown of a pick (0.10)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json-out", type=Path, default=REPO_ROOT / "docs" / "perf" / "auto_stability.json")
     args = parser.parse_args(argv)
+    if min(args.repeats, args.rounds, args.processes) < 1:
+        parser.error(f"--repeats, --rounds and --processes must be at least 1. Received: {args.repeats}, "
+                     f"{args.rounds}, {args.processes}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     started, load_start = time.perf_counter(), os.getloadavg()
     results = []
     with tempfile.TemporaryDirectory(prefix="lc2d-auto-") as folder:
         for name in args.shapes:
-            result = check_shape(name, args.repeats, tuple(args.batch), args.rounds, args.tolerance,
-                                 args.threads, Path(folder))
+            result = check_shape(name, args.repeats, tuple(args.batch), args.rounds, args.processes,
+                                 args.tolerance, args.threads, Path(folder))
             results.append(result)
             ratio_text = "; ".join(f"{p}: " + ", ".join(f"b{b} {'—' if r is None else f'{r:.2f}×'}"
                                                         for b, r in rs.items())
@@ -119,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": round(time.perf_counter() - started),
               "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
               "settings": {"repeats": args.repeats, "batches": args.batch, "rounds": args.rounds,
+                           "processes": args.processes,
                            "tolerance": args.tolerance, "threads": args.threads},
               "shapes": results, "all_hold": all(r["all_hold"] for r in results)}
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
