@@ -22,7 +22,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -137,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                            "processes": args.processes,
                            "tolerance": args.tolerance, "threads": args.threads},
               "shapes": results, "all_hold": all(r["all_hold"] for r in results)}
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(report, indent=1) + "\n")
+    from benchmarks.report import write_json
+
+    write_json(report, args.json_out)
     print(f"all picks within {args.tolerance:.0%} of the fastest: {report['all_hold']}; "
           f"wrote {args.json_out}")
     return 0

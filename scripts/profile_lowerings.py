@@ -184,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
               "settings": {"strategy": args.strategy, "batch": args.batch, "runs": args.runs,
                            "threads": args.threads},
               "shapes": results}
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(report, indent=1) + "\n")
+    from benchmarks.report import write_json
+
+    write_json(report, args.json_out)
     print(f"wrote {args.json_out}")
     return 0
 
