@@ -756,7 +756,7 @@ def run_suite(config: SuiteConfig, floors: MachineFloors | None = None, quick: b
     with PeakRss() as peak:
         result = _run_measured(config, floors, quick, log, started, info)
     result["machine"]["peak_rss_mib"] = round(peak.mib)
-    log(f"peak RSS of the benchmark and its children: {peak.mib:,.0f} MiB")
+    log(f"peak memory (PSS) of the benchmark and its children: {peak.mib:,.0f} MiB")
     return result
 
 
