@@ -14,6 +14,11 @@ service does): otherwise one session's idle threads busy-wait while the next ses
 its share of a round, each session runs once more, untimed, with ONNX Runtime's arena shrinkage,
 which returns its activation memory: without it every session keeps its peak, and DeepFace's
 files at batch 64 together exceeded this machine's 24 GB (1.4 GB per session for ``local``).
+A released session gets two warm-up runs in its next share, not one: a graph whose
+LocallyConnected2D layers sit in If branches (``adaptive``, ``auto``) allocates its branches'
+memory outside the main graph's plan and needs two runs to rebuild its arena; with one, the whole
+DeepFace's ``adaptive`` file timed 1.21-1.24x ``chunked``'s at batch 64 and equal with two
+(2026-12-02, 7 rounds: 678 against 548 ms, then 512 against 520 ms).
 
 The child writes ``OUT/<i>.npy`` (the first output of file ``i`` on the batch, for the error
 check) and ``OUT/timings.json``: one entry per file, ``{"timing": {...}}`` or ``{"error": "..."}``
@@ -72,6 +77,8 @@ def interleaved(calls: list[Callable[[], object] | None], policy: TimingPolicy, 
             call = calls[i]
             assert call is not None
             try:
+                if r > 0 and i < len(release) and release[i] is not None:
+                    call()  # released after its last share: a second warm-up (see the module docstring)
                 got = sample(call, share)
                 times[i] += got
                 per_round[i].append(statistics.median(got))

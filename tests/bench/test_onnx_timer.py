@@ -51,8 +51,9 @@ def test_interleaved_rotates_the_order_and_drops_failing_calls() -> None:
     results, medians = interleaved([make("a"), None, make("c"), breaks_in_round_two], policy, rounds=3,
                                    release=[make("A")],  # after each share of a: an untimed freeing run
                                    between=lambda r, _: rounds_seen.append(r))
-    # round r starts at position r of the calls still live: (a, c, d), (c, d, a), then (a, c)
-    assert "".join(calls) == "aaA" + "cc" + "cc" + "aaA" + "aaA" + "cc"
+    # round r starts at position r of the calls still live: (a, c, d), (c, d, a), then (a, c);
+    # a, released after each share, gets a second warm-up run from round 2 on
+    assert "".join(calls) == "aaA" + "cc" + "cc" + "aaaA" + "aaaA" + "cc"
     a, missing, c, d = results
     assert isinstance(a, Timing) and a.runs == 3 and isinstance(c, Timing) and c.runs == 3
     assert missing is None
