@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from export.auto import paired_ratio  # noqa: F401 - one implementation, used by the reports
 
 
 @dataclass(frozen=True)
@@ -77,19 +79,3 @@ def round_policy(policy: TimingPolicy, rounds: int, first: bool) -> TimingPolicy
     return TimingPolicy(budget_s=policy.budget_s / rounds, min_runs=-(-policy.min_runs // rounds),
                         max_runs=-(-policy.max_runs // rounds), warmup=policy.warmup if first else 1)
 
-
-def paired_ratio(target: Sequence[float], others: Sequence[Sequence[float]]) -> float | None:
-    """The median over rounds of ``target``'s time over the least of ``others`` in the same round.
-
-    Per-round times (e.g. :attr:`Timing.round_medians_ms`) of files timed side by side: the ratio
-    is taken within each round, so the machine's drift between rounds cancels (two identical files
-    timed in 3 rounds differed by up to 17 % in their medians, and by 3–4 % in 9 rounds of paired
-    ratios, 2026-12-02). Rounds that ``target`` or every other missed are left out; None when no
-    round has both.
-    """
-    ratios = []
-    for r, t in enumerate(target):
-        rivals = [o[r] for o in others if len(o) > r]
-        if rivals:
-            ratios.append(t / min(rivals))
-    return statistics.median(ratios) if ratios else None

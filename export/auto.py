@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -86,18 +86,31 @@ class CandidateTimes:
 
     def paired_slowdowns(self) -> dict[str, dict[str, float]]:
         """Per candidate and batch size, the median over rounds of its time over the best time of
-        the same round: the comparison within rounds, where the machine's drift cancels."""
-        best: dict[int, list[float]] = {}  # per batch size, the least time of each round
-        for per_batch in self.rounds.values():
+        the same round (:func:`paired_ratio`): the comparison within rounds, where drift cancels."""
+        slowdowns: dict[str, dict[str, float]] = {}
+        for name, per_batch in self.rounds.items():
             for b, runs in per_batch.items():
-                least = best.setdefault(b, [])
-                for r, t in enumerate(runs):
-                    if r == len(least):
-                        least.append(t)
-                    least[r] = min(least[r], t)
-        return {name: {str(b): statistics.median(t / best[b][r] for r, t in enumerate(runs))
-                       for b, runs in per_batch.items() if runs}
-                for name, per_batch in self.rounds.items()}
+                ratio = paired_ratio(runs, [other[b] for other in self.rounds.values() if b in other])
+                if ratio is not None:  # always, with ``runs`` among the others
+                    slowdowns.setdefault(name, {})[str(b)] = ratio
+        return slowdowns
+
+
+def paired_ratio(target: Sequence[float], others: Sequence[Sequence[float]]) -> float | None:
+    """The median over rounds of ``target``'s time over the least of ``others`` in the same round.
+
+    Per-round times of candidates or files timed side by side (``auto``'s candidates, the files of
+    ``lc2d bench``): the ratio is taken within each round, so the machine's drift between rounds
+    cancels (two identical files timed in 3 rounds differed by up to 17 % in their medians, and by
+    3–4 % in 9 rounds of paired ratios, 2026-12-02). Rounds that ``target`` or every other missed
+    are left out; None when no round has both.
+    """
+    ratios = []
+    for r, t in enumerate(target):
+        rivals = [o[r] for o in others if len(o) > r]
+        if rivals:
+            ratios.append(t / min(rivals))
+    return statistics.median(ratios) if ratios else None
 
 
 def time_candidates(models: Mapping[str, Callable[[], onnx.ModelProto]], input_shape: tuple[int, ...],

@@ -137,7 +137,11 @@ def profile_shape(name: str, strategy: str, batch: int, threads: int, runs: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", nargs="+", default=["ref1", "ref2", "L4", "L5", "L6"])
+    from benchmarks.workloads import all_workloads
+
+    parser.add_argument("--shapes", nargs="+", default=["ref1", "ref2", "L4", "L5", "L6"],
+                        choices=sorted(all_workloads()), metavar="NAME",
+                        help="workloads of lc2d bench (default: the five layer shapes)")
     parser.add_argument("--strategy", default="adaptive", help="lowering to profile (default adaptive)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--runs", type=int, default=10, help="profiled runs after 3 warm-ups (10)")
